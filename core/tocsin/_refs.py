@@ -1,0 +1,149 @@
+"""Identity of receivers and senders, and how tocsin holds on to them.
+
+A connection is keyed by *who* receives and *from whom*.  Receivers are compared by
+identity (a bound method by its object and function, as Django does); senders by value
+when they are exact ``str`` or ``int``, by identity otherwise.  Identity keys are
+``id()`` numbers, which Python reuses once an object is freed, so every identity key
+handed out here is paired with a way to tell that its object is still the one meant:
+a weak reference with a death callback, or a strong reference that keeps it alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import types
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any
+
+__all__ = [
+    "ANY_SENDER",
+    "IMMORTAL_SENDERS",
+    "ReceiverRef",
+    "ReceiverWeakMethod",
+    "SenderRef",
+    "accepts_kwargs",
+    "describe",
+    "is_async_callable",
+    "receiver_identity",
+    "sender_is_by_value",
+    "sender_key",
+    "strong_holder",
+]
+
+#: The sender key of a connection made with ``sender=None``: receives from everyone.
+ANY_SENDER: Hashable = ("tocsin", "any-sender")
+
+#: A zero-argument callable that returns the receiver, or None once it is gone.
+Holder = Callable[[], "Callable[..., Any] | None"]
+
+
+class ReceiverRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a receiver function that remembers its connection key."""
+
+    __slots__ = ("lookup_key",)
+    lookup_key: Hashable
+
+
+class ReceiverWeakMethod(weakref.WeakMethod):  # type: ignore[type-arg]
+    """A weak reference to a bound-method receiver that remembers its connection key."""
+
+    __slots__ = ("lookup_key",)
+    lookup_key: Hashable
+
+
+class SenderRef(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a sender that remembers its sender key."""
+
+    __slots__ = ("key",)
+    key: Any
+
+
+def strong_holder(obj: Callable[..., Any]) -> Holder:
+    """Return a zero-argument C-level callable that always returns *obj*.
+
+    Used for strongly held receivers that cannot be weakly referenced, so the send
+    loop can treat every entry alike (``ref()``) without a Python-level call.
+    """
+    return itertools.repeat(obj).__next__
+
+
+def sender_key(sender: Any) -> Hashable:
+    """Return the key a sender is matched by: exact str by value, exact int by value
+    (wrapped, so it cannot collide with an ``id()``), anything else by identity.
+    """
+    kind = type(sender)
+    if kind is str:
+        return sender  # type: ignore[no-any-return]
+    if kind is int:
+        return (int, sender)
+    return id(sender)
+
+
+def sender_is_by_value(sender: Any) -> bool:
+    """True for senders matched by value (and so never tracked for their lifetime)."""
+    return sender is None or type(sender) is str or type(sender) is int
+
+
+#: Senders that live as long as the interpreter: their id() is never reused.
+IMMORTAL_SENDERS = (None, True, False, Ellipsis, NotImplemented)
+
+
+def receiver_identity(receiver: Callable[..., Any]) -> Hashable:
+    """Return the identity of a receiver: (object, function) for a bound method."""
+    if isinstance(receiver, types.MethodType):
+        return (id(receiver.__self__), id(receiver.__func__))
+    return id(receiver)
+
+
+def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
+    """Whether *receiver* takes ``**kwargs``; True when it cannot be introspected.
+
+    Plain functions and bound methods are answered from their code flags (fast, and
+    no reference to the receiver is kept anywhere); other callables go through
+    :func:`inspect.signature`.
+    """
+    target: Any = receiver
+    if isinstance(target, types.MethodType):
+        target = target.__func__
+    if isinstance(target, types.FunctionType):
+        return bool(target.__code__.co_flags & inspect.CO_VARKEYWORDS)
+    try:
+        signature = inspect.signature(receiver)
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+
+
+_LEGACY_COROUTINE_MARK = getattr(asyncio.coroutines, "_is_coroutine", None)
+
+
+def _marked_async(obj: Any) -> bool:
+    if inspect.iscoroutinefunction(obj):
+        return True
+    # asgiref.sync.markcoroutinefunction on Python < 3.12 sets this marker.
+    mark = getattr(obj, "_is_coroutine", None)
+    return mark is not None and mark is _LEGACY_COROUTINE_MARK
+
+
+def is_async_callable(receiver: Callable[..., Any]) -> bool:
+    """Whether calling *receiver* returns an awaitable that must be awaited.
+
+    True for coroutine functions, callables marked as such (``inspect.
+    markcoroutinefunction`` or asgiref's marker), partials of them, and instances
+    whose ``__call__`` is a coroutine function.
+    """
+    if _marked_async(receiver):
+        return True
+    if not isinstance(receiver, (types.FunctionType, types.MethodType)):
+        call = getattr(type(receiver), "__call__", None)  # noqa: B004
+        return call is not None and _marked_async(call)
+    return False
+
+
+def describe(receiver: object) -> str:
+    """A readable name for any callable, for messages and logs."""
+    name = getattr(receiver, "__qualname__", None)
+    return name if isinstance(name, str) else repr(receiver)
