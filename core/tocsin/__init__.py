@@ -1,13 +1,77 @@
-"""tocsin: Django's signals without Django, and receivers from installed plugins."""
+"""tocsin: Django's signals without Django, and receivers from installed plugins.
+
+The plugin side (``PluginManager``, the process-wide ``tocsin.plugins``, ``hookimpl``)
+is imported on first use, so code that only sends signals never imports pluggy.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
 
 from tocsin._errors import AsyncReceiversInLoopError, TocsinError, UnknownDispatchUidError
 from tocsin._signal import ReceiverMark, Signal, receiver
 
+if TYPE_CHECKING:
+    from tocsin._hookspecs import hookimpl, hookspec
+    from tocsin._manager import (
+        OwnedReceiver,
+        PluginInfo,
+        PluginLoadError,
+        PluginManager,
+        TocsinPluginWarning,
+    )
+    from tocsin._settings import PluginConfigError
+
+    plugins: PluginManager
+
 __all__ = [
     "AsyncReceiversInLoopError",
+    "OwnedReceiver",
+    "PluginConfigError",
+    "PluginInfo",
+    "PluginLoadError",
+    "PluginManager",
     "ReceiverMark",
     "Signal",
     "TocsinError",
+    "TocsinPluginWarning",
     "UnknownDispatchUidError",
+    "hookimpl",
+    "hookspec",
+    "plugins",
     "receiver",
 ]
+
+_LAZY = {
+    "OwnedReceiver": "tocsin._manager",
+    "PluginInfo": "tocsin._manager",
+    "PluginLoadError": "tocsin._manager",
+    "PluginManager": "tocsin._manager",
+    "TocsinPluginWarning": "tocsin._manager",
+    "PluginConfigError": "tocsin._settings",
+    "hookimpl": "tocsin._hookspecs",
+    "hookspec": "tocsin._hookspecs",
+}
+
+
+_plugins_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "plugins":
+        from tocsin._manager import PluginManager
+
+        with _plugins_lock:
+            manager = globals().get("plugins")
+            if manager is None:
+                manager = globals()["plugins"] = PluginManager("tocsin.plugins")
+        return manager
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tocsin' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

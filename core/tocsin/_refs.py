@@ -10,8 +10,7 @@ a weak reference with a death callback, or a strong reference that keeps it aliv
 
 from __future__ import annotations
 
-import asyncio
-import inspect
+import functools
 import itertools
 import types
 import weakref
@@ -98,6 +97,12 @@ def receiver_identity(receiver: Callable[..., Any]) -> Hashable:
     return id(receiver)
 
 
+# Code flags, as in the inspect module (which is imported only when needed: it and
+# asyncio are most of what importing tocsin would otherwise cost).
+CO_VARKEYWORDS = 0x08
+CO_COROUTINE = 0x80
+
+
 def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
     """Whether *receiver* takes ``**kwargs``; True when it cannot be introspected.
 
@@ -109,7 +114,9 @@ def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
     if isinstance(target, types.MethodType):
         target = target.__func__
     if isinstance(target, types.FunctionType):
-        return bool(target.__code__.co_flags & inspect.CO_VARKEYWORDS)
+        return bool(target.__code__.co_flags & CO_VARKEYWORDS)
+    import inspect
+
     try:
         signature = inspect.signature(receiver)
     except (TypeError, ValueError):
@@ -117,15 +124,23 @@ def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
 
 
-_LEGACY_COROUTINE_MARK = getattr(asyncio.coroutines, "_is_coroutine", None)
-
-
 def _marked_async(obj: Any) -> bool:
-    if inspect.iscoroutinefunction(obj):
+    func = obj
+    while isinstance(func, (types.MethodType, functools.partial)):
+        func = func.__func__ if isinstance(func, types.MethodType) else func.func
+    if isinstance(func, types.FunctionType) and func.__code__.co_flags & CO_COROUTINE:
         return True
+    if getattr(func, "_is_coroutine_marker", None) is not None:
+        import inspect  # inspect.markcoroutinefunction (3.12+) was used
+
+        return inspect.iscoroutinefunction(obj)
     # asgiref.sync.markcoroutinefunction on Python < 3.12 sets this marker.
-    mark = getattr(obj, "_is_coroutine", None)
-    return mark is not None and mark is _LEGACY_COROUTINE_MARK
+    mark = getattr(func, "_is_coroutine", None)
+    if mark is None:
+        return False
+    import asyncio.coroutines
+
+    return mark is getattr(asyncio.coroutines, "_is_coroutine", object())
 
 
 def is_async_callable(receiver: Callable[..., Any]) -> bool:

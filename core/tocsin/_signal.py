@@ -8,7 +8,7 @@ decided when a receiver connects, so sending is a dict lookup and a loop.
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
 import itertools
 import logging
 import threading
@@ -46,6 +46,14 @@ Responses = list[tuple[Callable[..., Any], Any]]
 #: the any-sender receivers, so past this many (say, a fresh object as sender on every
 #: send) they are answered from the slow path instead of growing the cache forever.
 CACHE_LIMIT = 4096
+
+
+#: While a plugin manager imports a plugin, the ``(function, marks)`` pairs that
+#: ``@receiver`` declares are appended here, so the manager can tell exactly what the
+#: import connected, and undo it if the import fails half-way.
+declared_receivers: contextvars.ContextVar[
+    list[tuple[Callable[..., Any], list[ReceiverMark]]] | None
+] = contextvars.ContextVar("tocsin_declared_receivers", default=None)
 
 
 class ReceiverMark(NamedTuple):
@@ -330,6 +338,40 @@ class Signal:
             self._remove(connection)
             return True
 
+    def _claim(
+        self, receiver: Callable[..., Any], sender: Any, dispatch_uid: Hashable | None
+    ) -> _Connection | None:
+        """The live connection for (receiver or dispatch_uid, sender), if *receiver* holds it.
+
+        Used by the plugin manager to learn which connections a plugin's import made:
+        with a dispatch_uid another receiver may hold, and then it is not the plugin's.
+        """
+        skey = ANY_SENDER if sender is None else sender_key(sender)
+        identity = (
+            ("uid", dispatch_uid) if dispatch_uid is not None else receiver_identity(receiver)
+        )
+        with self._lock:
+            connection = self._connections.get((identity, skey))
+        if connection is None or not connection.alive() or not connection.serves(sender):
+            return None
+        held = connection.holder()
+        if held is receiver or (
+            isinstance(held, types.MethodType)
+            and isinstance(receiver, types.MethodType)
+            and held.__self__ is receiver.__self__
+            and held.__func__ is receiver.__func__
+        ):
+            return connection
+        return None
+
+    def _drop(self, connection: _Connection) -> bool:
+        """Remove exactly *connection*, if it is still connected."""
+        with self._lock:
+            if self._connections.get(connection.lookup_key) is not connection:
+                return False
+            self._remove(connection)
+            return True
+
     def _remove(self, connection: _Connection) -> None:
         """Forget a connection (lock held)."""
         del self._connections[connection.lookup_key]
@@ -529,6 +571,8 @@ class Signal:
                 for h in plan.holders
                 if (r := h()) is not None
             ]
+        import asyncio  # imported on first use: it is most of what importing tocsin costs
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -627,9 +671,7 @@ class Signal:
             yield receiver
         finally:
             if connection is not None:
-                with self._lock:
-                    if self._connections.get(connection.lookup_key) is connection:
-                        self._remove(connection)
+                self._drop(connection)
 
     @contextmanager
     def muted(self) -> Iterator[Signal]:
@@ -651,6 +693,8 @@ async def _settle(
     robust: bool,
 ) -> None:
     """Await the async receivers' awaitables concurrently, filling in their responses."""
+    import asyncio
+
     if robust:
         results = await asyncio.gather(*(_guard(receiver, aw) for _, receiver, aw in pending))
     else:
@@ -735,6 +779,10 @@ def receiver(
 
         @receiver(order_paid, sender=Shop, dispatch_uid="mail-receipt")
         def mail_receipt(sender, order, amount, **kwargs): ...
+
+    A method decorated in a class body is only marked, not connected: the plain
+    function has no ``self`` to be called with.  Registering an instance of the class
+    with a :class:`~tocsin.PluginManager` connects its bound methods.
     """
     signals = [signal] if isinstance(signal, Signal) else list(signal)
     for item in signals:
@@ -748,8 +796,12 @@ def receiver(
             _validate_receiver(func, item)
             _validate_options(item, dispatch_uid, priority)
         marks = [ReceiverMark(item, sender, weak, dispatch_uid, priority) for item in signals]
-        for mark in marks:
-            mark.signal.connect(func, sender, weak, dispatch_uid, priority=priority)
+        if not _in_class_body(func):
+            for mark in marks:
+                mark.signal.connect(func, sender, weak, dispatch_uid, priority=priority)
+        recording = declared_receivers.get()
+        if recording is not None:
+            recording.append((func, marks))
         try:
             existing = getattr(func, "__tocsin_receivers__", [])
             func.__tocsin_receivers__ = [*existing, *marks]  # type: ignore[attr-defined]
@@ -758,3 +810,10 @@ def receiver(
         return func
 
     return decorator
+
+
+def _in_class_body(func: Callable[..., Any]) -> bool:
+    """Whether *func* is being defined in a class body (its qualname says ``Class.name``)."""
+    qualname = getattr(func, "__qualname__", "")
+    owner = qualname.rpartition(".")[0] if isinstance(qualname, str) else ""
+    return bool(owner) and not owner.endswith("<locals>")

@@ -1,0 +1,496 @@
+"""PluginManager: receivers from installed distributions, on pluggy.
+
+A plugin is an object — usually the module an entry point of the ``tocsin.plugins``
+group names — whose functions are marked by ``@receiver``.  The manager registers it
+with a :class:`pluggy.PluginManager` (so it may also implement tocsin's lifecycle
+hooks), records exactly which connections it owns, and disconnects or restores exactly
+those when the plugin is disabled or enabled.  A disabled plugin is blocked in pluggy,
+and a plugin disabled before it was ever imported is never imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import threading
+import types
+import warnings
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from tocsin import _hookspecs
+from tocsin._discovery import Discovery, PluginEntry, discover
+from tocsin._errors import TocsinError
+from tocsin._settings import PluginSettings, resolve_settings
+from tocsin._signal import ReceiverMark, Signal, _Connection, declared_receivers
+
+__all__ = [
+    "OwnedReceiver",
+    "PluginInfo",
+    "PluginLoadError",
+    "PluginManager",
+    "TocsinPluginWarning",
+]
+
+logger = logging.getLogger("tocsin.plugins")
+
+DEFAULT_GROUP = "tocsin.plugins"
+
+
+class PluginLoadError(TocsinError):
+    """A plugin could not be imported, registered or enabled.
+
+    ``plugin`` names it; the original exception is the ``__cause__``.  With several
+    failures (``load(strict=True)``), ``errors`` holds each one.
+    """
+
+    def __init__(self, message: str, plugin: str | None, errors: Sequence[PluginLoadError] = ()):
+        super().__init__(message)
+        self.plugin = plugin
+        self.errors = tuple(errors)
+
+
+class TocsinPluginWarning(UserWarning):
+    """Something about the installed plugins needs a person's attention."""
+
+
+@dataclass(frozen=True)
+class OwnedReceiver:
+    """A receiver a plugin declares, and whether the plugin's connection is live."""
+
+    signal: Signal
+    receiver: Callable[..., Any]
+    sender: Any
+    dispatch_uid: Hashable | None
+    priority: int
+    connected: bool
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A snapshot of what the manager knows about one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    enabled: bool
+    loaded: bool
+    error: BaseException | None
+    receivers: tuple[OwnedReceiver, ...]
+    entry_point: str | None
+    plugin: object | None
+
+
+class _Plugin:
+    """The manager's own, mutable record of a plugin (guarded by the manager's lock)."""
+
+    def __init__(self, name: str, entry: PluginEntry | None, obj: object | None = None):
+        self.name = name
+        self.entry = entry
+        self.obj = obj
+        self.enabled = False
+        self.error: BaseException | None = None
+        self.declared: list[tuple[Callable[..., Any], ReceiverMark]] = []
+        self.owned: dict[int, _Connection] = {}  # index into declared -> live connection
+
+    def info(self) -> PluginInfo:
+        receivers = tuple(
+            OwnedReceiver(
+                mark.signal,
+                func,
+                mark.sender,
+                mark.dispatch_uid,
+                mark.priority,
+                index in self.owned,
+            )
+            for index, (func, mark) in enumerate(self.declared)
+        )
+        entry = self.entry
+        return PluginInfo(
+            name=self.name,
+            distribution=entry.distribution if entry else None,
+            version=entry.version if entry else None,
+            enabled=self.enabled,
+            loaded=self.obj is not None,
+            error=self.error,
+            receivers=receivers,
+            entry_point=entry.value if entry else None,
+            plugin=self.obj,
+        )
+
+
+class PluginManager(Mapping[str, PluginInfo]):
+    """Finds, registers, enables and disables the plugins of one entry-point group.
+
+    A read-only mapping of plugin name to :class:`PluginInfo`.  The arguments give the
+    application's defaults for which plugins load; the environment overrides them and
+    ``[tool.tocsin]`` in pyproject.toml fills in what neither sets (see
+    :mod:`tocsin._settings`).  Every method is safe to call from any thread.
+    """
+
+    def __init__(
+        self,
+        group: str = DEFAULT_GROUP,
+        *,
+        autoload: bool | None = None,
+        disabled: Iterable[str] | None = None,
+        allowed: Iterable[str] | None = None,
+        strict: bool | None = None,
+        pyproject: str | None = None,
+        use_cache: bool = True,
+    ) -> None:
+        if not isinstance(group, str) or not group:
+            raise TypeError(f"group must be a non-empty str, not {group!r}.")
+        self.group = group
+        self._options: dict[str, Any] = {
+            "autoload": autoload,
+            "disabled": None if disabled is None else list(disabled),
+            "allowed": None if allowed is None else list(allowed),
+            "strict": strict,
+            "pyproject": pyproject,
+        }
+        self._use_cache = use_cache
+        self._lock = threading.RLock()
+        self._plugins: dict[str, _Plugin] = {}
+        self._forgotten: set[str] = set()
+        self._reported: set[tuple[str, ...]] = set()
+        self._pm = pluggy.PluginManager(_hookspecs.PROJECT)
+        self._pm.add_hookspecs(_hookspecs)
+        self.last_discovery: Discovery | None = None
+
+    def __repr__(self) -> str:
+        enabled = sum(p.enabled for p in self._plugins.values())
+        return f"<PluginManager {self.group!r}: {len(self._plugins)} plugins, {enabled} enabled>"
+
+    # -- the mapping ------------------------------------------------------------------
+
+    def __getitem__(self, name: str) -> PluginInfo:
+        with self._lock:
+            return self._get(name).info()
+
+    def __iter__(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._plugins))
+
+    def __len__(self) -> int:
+        return len(self._plugins)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._plugins
+
+    def _get(self, name: str) -> _Plugin:
+        plugin = self._plugins.get(name)
+        if plugin is None:
+            known = ", ".join(sorted(self._plugins)) or "none"
+            raise KeyError(f"No plugin named {name!r} in {self.group!r}. Known plugins: {known}.")
+        return plugin
+
+    @property
+    def hook(self) -> pluggy.HookRelay:
+        """pluggy's hook relay, to call tocsin's (or your own) hooks on enabled plugins."""
+        return self._pm.hook
+
+    @property
+    def pluggy_manager(self) -> pluggy.PluginManager:
+        """The pluggy manager underneath (for ``add_hookspecs`` of your own hooks)."""
+        return self._pm
+
+    def settings(self) -> PluginSettings:
+        """The switches ``load()`` would use now, with where each one came from."""
+        return resolve_settings(**self._options)
+
+    # -- loading ----------------------------------------------------------------------
+
+    def load(self, strict: bool | None = None) -> list[str]:
+        """Discover the group's entry points; import and connect every enabled one.
+
+        Returns the names newly enabled.  Plugins load in entry-point name order.  A
+        plugin that fails is isolated: its error is kept on ``PluginInfo.error``,
+        warned about and logged, and the others load; with ``strict`` (or the strict
+        setting) a :class:`PluginLoadError` is raised once all were tried.  Calling
+        ``load()`` again only considers plugins not seen before.
+        """
+        with self._lock:
+            settings = self.settings()
+            strict = settings.strict if strict is None else strict
+            found = discover(self.group, use_cache=self._use_cache)
+            self.last_discovery = found
+            self._report_clashes(found)
+            failures: list[PluginLoadError] = []
+            enabled: list[str] = []
+            for entry in found.entries:
+                if entry.name in self._plugins or entry.name in self._forgotten:
+                    continue
+                plugin = _Plugin(entry.name, entry)
+                self._plugins[entry.name] = plugin
+                if not settings.wants(entry.name):
+                    self._pm.set_blocked(entry.name)
+                    logger.debug("Plugin %r is installed but not enabled.", entry.name)
+                    continue
+                try:
+                    self._enable(plugin)
+                except PluginLoadError as error:
+                    failures.append(error)
+                else:
+                    enabled.append(entry.name)
+            self._report_unknown_names(settings)
+        if strict and failures:
+            if len(failures) == 1:
+                raise failures[0]
+            names = ", ".join(repr(f.plugin) for f in failures)
+            raise PluginLoadError(
+                f"{len(failures)} plugins failed to load: {names}.", None, failures
+            )
+        return enabled
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin by hand (a module, a class instance) and enable it.
+
+        Its ``@receiver``-marked functions or methods are connected, and its hooks
+        registered with pluggy.  Returns the name it is registered under.
+        """
+        if plugin is None or isinstance(plugin, (str, bytes, int, float)):
+            raise TypeError(
+                f"register() takes a plugin object (a module or an instance), not "
+                f"{plugin!r}; to load an installed plugin by name use enable()."
+            )
+        if name is None:
+            name = getattr(plugin, "__name__", None) or type(plugin).__qualname__
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"A plugin name must be a non-empty str, not {name!r}.")
+        with self._lock:
+            if name in self._plugins:
+                raise ValueError(
+                    f"A plugin named {name!r} is already registered in {self.group!r}; "
+                    f"unregister it first or pass another name."
+                )
+            record = _Plugin(name, None, plugin)
+            self._plugins[name] = record
+            self._forgotten.discard(name)
+            try:
+                self._enable(record, report=False)
+            except PluginLoadError:
+                del self._plugins[name]
+                raise
+        return name
+
+    def unregister(self, name: str) -> None:
+        """Disconnect a plugin's receivers and forget it.
+
+        An installed plugin is not found again by later ``load()`` calls in this
+        process; ``register()`` it by hand to bring it back.
+        """
+        with self._lock:
+            plugin = self._get(name)
+            if plugin.enabled:
+                self._disable(plugin)
+            if self._pm.is_blocked(name):
+                self._pm.unblock(name)
+            del self._plugins[name]
+            if plugin.entry is not None:
+                self._forgotten.add(name)
+
+    # -- switching --------------------------------------------------------------------
+
+    def is_enabled(self, name: str) -> bool:
+        with self._lock:
+            return self._get(name).enabled
+
+    def enable(self, name: str) -> None:
+        """Enable a plugin: import it if it never was, then connect its receivers.
+
+        If that fails, the plugin stays disabled (nothing of it stays connected), its
+        error is kept, and :class:`PluginLoadError` is raised.
+        """
+        with self._lock:
+            plugin = self._get(name)
+            if not plugin.enabled:
+                self._enable(plugin, report=False)
+
+    def disable(self, name: str) -> None:
+        """Disable a plugin now: disconnect its receivers and block its hooks."""
+        with self._lock:
+            plugin = self._get(name)
+            if plugin.enabled:
+                self._disable(plugin)
+            if not self._pm.is_blocked(name):
+                self._pm.set_blocked(name)
+
+    def _enable(self, plugin: _Plugin, report: bool = True) -> None:
+        """Import (if needed), register and connect; undo everything on failure."""
+        name = plugin.name
+        fresh_import = plugin.obj is None
+        if fresh_import:
+            plugin.obj, plugin.declared = self._import(plugin, report)
+        elif not plugin.declared:
+            plugin.declared = _declared_by(plugin.obj, [])
+        try:
+            if self._pm.is_blocked(name):
+                self._pm.unblock(name)
+            self._pm.register(plugin.obj, name=name)
+        except Exception as error:
+            self._release(plugin)
+            self._pm.set_blocked(name)
+            if fresh_import:
+                plugin.obj = None
+            raise self._failed(plugin, error, "could not be registered", report) from error
+        plugin.error = None
+        self._connect(plugin)
+        plugin.enabled = True
+        logger.info("Enabled plugin %r (%d receivers).", name, len(plugin.owned))
+        self._pm.hook.tocsin_plugin_enabled(manager=self, name=name)
+
+    def _import(
+        self, plugin: _Plugin, report: bool
+    ) -> tuple[object, list[tuple[Callable[..., Any], ReceiverMark]]]:
+        entry = plugin.entry
+        assert entry is not None
+        recorded: list[tuple[Callable[..., Any], list[ReceiverMark]]] = []
+        token = declared_receivers.set(recorded)
+        try:
+            obj: object = importlib.import_module(entry.module)
+            for part in (entry.attribute or "").split("."):
+                if part:
+                    obj = getattr(obj, part)
+        except (Exception, SystemExit) as error:
+            _undo_failed_import(recorded, entry.module.partition(".")[0])
+            raise self._failed(plugin, error, "failed to import", report) from error
+        finally:
+            declared_receivers.reset(token)
+        return obj, _declared_by(obj, recorded)
+
+    def _failed(
+        self, plugin: _Plugin, error: BaseException, what: str, report: bool
+    ) -> PluginLoadError:
+        plugin.error = error
+        origin = f" from {plugin.entry.distribution}" if plugin.entry else ""
+        message = (
+            f"Plugin {plugin.name!r}{origin} {what}: {type(error).__name__}: {error}. "
+            f"It is disabled; the other plugins are unaffected."
+        )
+        if report:
+            logger.warning(message, exc_info=error)
+            warnings.warn(message, TocsinPluginWarning, stacklevel=5)
+        return PluginLoadError(message, plugin.name)
+
+    def _connect(self, plugin: _Plugin) -> None:
+        """Connect (or claim the import-time connections of) every declared receiver."""
+        for index, (func, mark) in enumerate(plugin.declared):
+            connection = mark.signal._claim(func, mark.sender, mark.dispatch_uid)
+            if connection is None:
+                connection = mark.signal._connect(
+                    func, mark.sender, mark.weak, mark.dispatch_uid, mark.priority
+                )
+            if connection is not None:
+                plugin.owned[index] = connection
+            elif mark.dispatch_uid is not None:
+                logger.warning(
+                    "Plugin %r: receiver %s was not connected to %r, because dispatch_uid "
+                    "%r is already taken.",
+                    plugin.name,
+                    getattr(func, "__qualname__", func),
+                    mark.signal,
+                    mark.dispatch_uid,
+                )
+
+    def _release(self, plugin: _Plugin) -> None:
+        for index, connection in list(plugin.owned.items()):
+            plugin.declared[index][1].signal._drop(connection)
+        plugin.owned.clear()
+
+    def _disable(self, plugin: _Plugin) -> None:
+        self._pm.hook.tocsin_plugin_disabled(manager=self, name=plugin.name)
+        self._release(plugin)
+        plugin.enabled = False
+        self._pm.set_blocked(plugin.name)
+        logger.info("Disabled plugin %r.", plugin.name)
+
+    # -- reporting --------------------------------------------------------------------
+
+    def _warn_once(self, key: tuple[str, ...], message: str) -> None:
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        logger.warning(message)
+        warnings.warn(message, TocsinPluginWarning, stacklevel=4)
+
+    def _report_clashes(self, found: Discovery) -> None:
+        for kept, ignored in found.clashes:
+            self._warn_once(
+                ("clash", kept.name, kept.distribution, ignored.distribution),
+                f"Plugin name {kept.name!r} is declared by two distributions: "
+                f"{kept.distribution} {kept.version} ({kept.location}) and "
+                f"{ignored.distribution} {ignored.version} ({ignored.location}). "
+                f"Using {kept.distribution}, the first on sys.path; uninstall one of them "
+                f"or rename its entry point.",
+            )
+
+    def _report_unknown_names(self, settings: PluginSettings) -> None:
+        for name, source in settings.named_plugins():
+            if name not in self._plugins:
+                known = ", ".join(sorted(self._plugins)) or "none"
+                self._warn_once(
+                    ("unknown", name, source),
+                    f"{source} names plugin {name!r}, which is not installed in group "
+                    f"{self.group!r}. Known plugins: {known}.",
+                )
+
+
+def _declared_by(
+    obj: object, recorded: list[tuple[Callable[..., Any], list[ReceiverMark]]]
+) -> list[tuple[Callable[..., Any], ReceiverMark]]:
+    """The (receiver, mark) pairs a plugin object declares, pluggy-style.
+
+    A module declares the marked functions recorded while it was imported and those
+    found in its namespace, as long as they were defined in the plugin's own package
+    (a function imported from elsewhere belongs to elsewhere).  An instance or class
+    declares its marked attributes: bound methods, for an instance.
+    """
+    found: dict[tuple[int, int], tuple[Callable[..., Any], ReceiverMark]] = {}
+    if isinstance(obj, types.ModuleType):
+        package = obj.__name__.partition(".")[0]
+
+        def ours(func: Any) -> bool:
+            module = getattr(func, "__module__", None) or ""
+            return module == package or module.startswith(package + ".")
+
+        candidates = [(func, marks) for func, marks in recorded if ours(func)]
+        for attribute in dir(obj):
+            value = getattr(obj, attribute, None)
+            marks = getattr(value, "__tocsin_receivers__", None)
+            if marks and callable(value) and ours(value):
+                candidates.append((value, marks))
+    else:
+        candidates = []
+        for attribute in dir(obj):
+            if attribute.startswith("__"):
+                continue
+            value = getattr(obj, attribute, None)
+            marks = getattr(value, "__tocsin_receivers__", None)
+            if marks and callable(value):
+                candidates.append((value, marks))
+    for func, marks in candidates:
+        for mark in marks:
+            key = (id(getattr(func, "__func__", func)), id(mark))
+            found.setdefault(key, (func, mark))
+    return list(found.values())
+
+
+def _undo_failed_import(
+    recorded: list[tuple[Callable[..., Any], list[ReceiverMark]]], package: str
+) -> None:
+    """Disconnect what a failed plugin import connected: receivers of the plugin's own
+    package, and of any module the failed import rolled back."""
+    for func, marks in recorded:
+        module = getattr(func, "__module__", None) or ""
+        own = module == package or module.startswith(package + ".")
+        if not own and module in sys.modules:
+            continue  # another package that finished importing: its receivers stay
+        for mark in marks:
+            connection = mark.signal._claim(func, mark.sender, mark.dispatch_uid)
+            if connection is not None:
+                mark.signal._drop(connection)

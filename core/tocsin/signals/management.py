@@ -1,0 +1,24 @@
+"""Management signals, as ``django.db.models.signals`` declares ``pre_migrate`` and
+``post_migrate``.
+
+Who sends them: a migration tool, around a migration run.  No integration shipped in
+this distribution sends them yet (the project plans Alembic hooks and a Django bridge).
+"""
+
+from __future__ import annotations
+
+from tocsin._signal import Signal
+
+__all__ = ["post_migrate", "pre_migrate"]
+
+_MIGRATE_ARGS = ["app_config", "verbosity", "interactive", "using", "plan", "apps"]
+
+#: Sent before an application's migrations run.  ``sender`` and ``app_config``: the
+#: application being migrated; ``verbosity``: how much to print; ``interactive``:
+#: whether prompting is allowed; ``using``: the database alias; ``plan``: the list of
+#: ``(migration, backwards)`` pairs about to run; ``apps``: the state before the run.
+pre_migrate = Signal(providing_args=_MIGRATE_ARGS, name="tocsin.signals.management.pre_migrate")
+
+#: Sent after a migration run (even one that ran nothing); arguments as for
+#: ``pre_migrate``.  Receivers must not alter the schema.
+post_migrate = Signal(providing_args=_MIGRATE_ARGS, name="tocsin.signals.management.post_migrate")

@@ -1,0 +1,1 @@
+"""An audit trail of logins, logouts and saves, kept in SQLite."""
