@@ -12,7 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+PLUGINS       := $(wildcard plugins/*)
+PLUGINS_STAMP := $(VENV)/.plugins-installed
+
+# The example plugins are real distributions: pip builds and installs them.
+$(PLUGINS_STAMP): $(STAMP) $(shell find plugins -type f -not -path '*/build/*' -not -name '*.pyc')
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(addprefix ./,$(PLUGINS))
+	touch $(PLUGINS_STAMP)
+
+demo: $(PLUGINS_STAMP)
 	$(BIN)/python demo/app.py
 
 test: lint typecheck pytest
