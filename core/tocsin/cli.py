@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -180,9 +181,15 @@ def _doctor(report: _Report) -> tuple[list[dict[str, Any]], list[str]]:
                     receiver=describe(receiver),
                     parameters=unknown,
                 )
-    for message in report.warnings:
-        if not any(message in p["message"] or p["message"] in message for p in problems):
-            problem("warning", message)
+    settings = manager.settings()
+    for name, source in settings.named_plugins():
+        if name not in manager:
+            problem(
+                "unknown-plugin-name",
+                f"{source} names plugin {name!r}, which is not installed",
+                plugin=name,
+                source=source,
+            )
     lines = [f"{p['problem']}: {p['message']}" for p in problems]
     if not problems:
         lines = [f"No problems found ({len(manager)} plugins, {len(report.signals)} signals)."]
@@ -247,6 +254,9 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
         command = commands.add_parser(name, help=helptext)
         command.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
+    # The commands report problems themselves; keep the library's log records (and
+    # their tracebacks) from also reaching the terminal through logging's last resort.
+    logging.getLogger("tocsin").addHandler(logging.NullHandler())
     report = _gather(manager if manager is not None else PluginManager(args.group))
     data, lines = _COMMANDS[args.command](report)
     if args.json:
