@@ -554,7 +554,7 @@ class Signal:
             try:
                 response = receiver(signal=self, sender=sender, **named)
             except Exception as error:
-                _log_failure(receiver, error, "send_robust")
+                _log_failure(receiver, error)
                 response = error
             responses.append((receiver, response))
         return responses
@@ -613,7 +613,7 @@ class Signal:
                 if not robust:
                     _close_all(pending)
                     raise
-                _log_failure(receiver, error, "asend_robust" if is_async else "send_robust")
+                _log_failure(receiver, error)
                 response = error
             else:
                 if is_async:
@@ -635,7 +635,7 @@ class Signal:
         return await self._asend(sender, named, robust=True)
 
     async def _asend(self, sender: Any, named: dict[str, Any], robust: bool) -> Responses:
-        if self._muted:
+        if not self._connections or self._muted:
             return []
         plan = self._plan_for(sender)
         if not plan.any_async:
@@ -707,7 +707,7 @@ async def _guard(receiver: Callable[..., Any], awaitable: Awaitable[Any]) -> Any
     try:
         return await awaitable
     except Exception as error:
-        _log_failure(receiver, error, "asend_robust")
+        _log_failure(receiver, error)
         return error
 
 
@@ -719,9 +719,11 @@ def _close_all(pending: list[tuple[int, Callable[..., Any], Awaitable[Any]]]) ->
             close()
 
 
-def _log_failure(receiver: Callable[..., Any], error: Exception, method: str) -> None:
+def _log_failure(receiver: Callable[..., Any], error: Exception) -> None:
+    # One message for send_robust and asend_robust alike, as the contract (and Django,
+    # whose asend_robust logs the same text) has it: log filters match on it.
     logger.error(
-        "Error calling %s in Signal.%s() (%s)", describe(receiver), method, error, exc_info=error
+        "Error calling %s in Signal.send_robust() (%s)", describe(receiver), error, exc_info=error
     )
 
 

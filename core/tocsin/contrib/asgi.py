@@ -1,0 +1,136 @@
+"""ASGI middleware that sends the request signals around every HTTP request and
+WebSocket connection.
+
+Wrap any ASGI 3 application::
+
+    from tocsin.contrib.asgi import SignalsMiddleware
+
+    app = SignalsMiddleware(app)
+
+What is sent, and when (``sender`` is the middleware's class, as Django sends its
+handler's class); every send is awaited (``asend``/``asend_robust``), so async
+receivers run to completion on the server's event loop before the request goes on:
+
+``request_started(sender, scope=scope)``
+    before the application is called, with ``asend``: a receiver's exception
+    propagates, as in Django.  It fails the request as the application failing would
+    (``got_request_exception`` is sent, the application is not called, the exception
+    reaches the server, which answers 500 or refuses the WebSocket handshake).
+
+``got_request_exception(sender=None, request=scope)``
+    when the application (or a ``request_started`` receiver) raises an ``Exception``;
+    sent from inside the ``except`` block with ``asend_robust``: a receiver that raises
+    is logged, and the application's exception is re-raised unchanged.  Synchronous
+    receivers may use ``sys.exc_info()``; async ones run as tasks and may not.
+
+``request_finished(sender)``
+    exactly once per request or connection, with ``asend_robust`` (the response is
+    already out, so a receiver that raises is logged and changes nothing), at the
+    first of: the final response message has been handed to the server (the
+    ``http.response.body`` without ``more_body``, or the last
+    ``http.response.trailers`` when trailers were announced, or
+    ``http.response.pathsend``; for a WebSocket, ``websocket.close`` or the end of a
+    denial response); the application received ``http.disconnect`` or
+    ``websocket.disconnect``; the application returned or raised.  An application
+    that raises *after* its response is complete (Starlette's error middleware sends
+    its 500 page, then re-raises) therefore sends ``request_finished`` before
+    ``got_request_exception``.
+
+Other scopes (``lifespan``, and any this module does not know) are passed to the
+application untouched: the same scope, ``receive`` and ``send`` objects, no signal.
+Response messages are passed on one by one as the application sends them, never
+buffered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from tocsin.signals.request import got_request_exception, request_finished, request_started
+
+__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "SignalsMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_SIGNALLED = frozenset({"http", "websocket"})
+_DISCONNECTS = frozenset({"http.disconnect", "websocket.disconnect"})
+# Messages after which nothing more is sent to the client, unless more_body says so.
+_FINAL_UNLESS_MORE_BODY = frozenset(
+    {"http.response.body", "websocket.http.response.body", "http.response.zerocopysend"}
+)
+_FINAL_ALWAYS = frozenset({"http.response.pathsend", "websocket.close"})
+
+
+class SignalsMiddleware:
+    """Send ``request_started``, ``got_request_exception`` and ``request_finished``
+    around each HTTP request and WebSocket connection to the wrapped ASGI application
+    (see the module documentation).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.app!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in _SIGNALLED:
+            await self.app(scope, receive, send)
+            return
+        sender = type(self)
+        exchange = _Exchange(sender, receive, send)
+        try:
+            await request_started.asend(sender=sender, scope=scope)
+            await self.app(scope, exchange.receive, exchange.send)
+        except Exception:
+            await got_request_exception.asend_robust(sender=None, request=scope)
+            raise
+        finally:
+            if not exchange.finished:
+                await exchange.finish()
+
+
+class _Exchange:
+    """One request's ``receive`` and ``send``, watched for the end of the exchange."""
+
+    __slots__ = ("_receive", "_send", "finished", "sender", "trailers")
+
+    def __init__(self, sender: type, receive: Receive, send: Send) -> None:
+        self.sender = sender
+        self._receive = receive
+        self._send = send
+        self.finished = False
+        self.trailers = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if not self.finished and message["type"] in _DISCONNECTS:
+            await self.finish()
+        return message
+
+    async def send(self, message: Message) -> None:
+        await self._send(message)
+        if self.finished:
+            return
+        kind = message["type"]
+        if kind in _FINAL_UNLESS_MORE_BODY:
+            if not message.get("more_body", False) and not self.trailers:
+                await self.finish()
+        elif kind in _FINAL_ALWAYS:
+            await self.finish()
+        elif kind == "http.response.start":
+            self.trailers = bool(message.get("trailers", False))
+        elif kind == "http.response.trailers" and not message.get("more_trailers", False):
+            await self.finish()
+
+    async def finish(self) -> None:
+        """Send ``request_finished``, the first time only."""
+        if self.finished:
+            return
+        self.finished = True
+        await request_finished.asend_robust(sender=self.sender)
