@@ -29,10 +29,10 @@ import logging
 import marshal
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Discovery", "PluginEntry", "cache_dir", "discover"]
 
@@ -137,22 +137,36 @@ def _scan(group: str, search_path: list[str]) -> list[PluginEntry]:
     found: list[PluginEntry] = []
     seen: set[str] = set()
     for dist in distributions(path=search_path):
-        name = dist.metadata["Name"] or ""
-        normalized = _normalize(name)
-        if not normalized or normalized in seen:
+        try:
+            name = dist.metadata["Name"] or ""
+            normalized = _normalize(name)
+            if not normalized or normalized in seen:
+                continue
+            seen.add(normalized)
+            points = dist.entry_points.select(group=group)
+        except Exception as error:  # one unreadable distribution must not hide the others
+            logger.warning(
+                "Skipping the distribution at %s: its metadata cannot be read (%s).",
+                _location(dist),
+                error,
+            )
             continue
-        seen.add(normalized)
-        points = dist.entry_points.select(group=group)
         if not points:
             continue
-        location = str(getattr(dist, "_path", "") or dist.locate_file(""))
+        location = _location(dist)
         for point in points:
             found.append(PluginEntry(point.name, point.value, name, dist.version, location))
     return found
 
 
+def _location(dist: Any) -> str:
+    return str(getattr(dist, "_path", "") or dist.locate_file(""))
+
+
 def _normalize(name: str) -> str:
-    return "-".join(part for part in name.replace("_", "-").replace(".", "-").lower().split("-"))
+    """PEP 503: runs of ``-``, ``_`` and ``.`` are one ``-``; case does not count."""
+    parts = name.replace("_", "-").replace(".", "-").lower().split("-")
+    return "-".join(part for part in parts if part)
 
 
 def _index_file(group: str, search_path: list[str]) -> str:
@@ -220,6 +234,8 @@ def _read_index(index_file: str, fingerprint: bytes) -> list[PluginEntry] | None
 
 
 def _write_index(index_file: str, fingerprint: bytes, entries: list[PluginEntry]) -> None:
+    import tempfile  # here, not at the top: most starts only read the index
+
     directory = os.path.dirname(index_file)
     rows = [(e.name, e.value, e.distribution, e.version, e.location) for e in entries]
     try:

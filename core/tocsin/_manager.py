@@ -26,7 +26,13 @@ from tocsin import _hookspecs
 from tocsin._discovery import Discovery, PluginEntry, discover
 from tocsin._errors import TocsinError
 from tocsin._settings import PluginSettings, resolve_settings
-from tocsin._signal import ReceiverMark, Signal, _Connection, declared_receivers
+from tocsin._signal import (
+    ReceiverMark,
+    Signal,
+    _Connection,
+    _in_class_body,
+    declared_receivers,
+)
 
 __all__ = [
     "OwnedReceiver",
@@ -83,6 +89,37 @@ class PluginInfo:
     receivers: tuple[OwnedReceiver, ...]
     entry_point: str | None
     plugin: object | None
+
+
+class _PluggyManager(pluggy.PluginManager):
+    """pluggy's manager, with a fast "no" for the common attribute of the common plugin.
+
+    ``register()`` asks :meth:`parse_hookimpl_opts` about every attribute of a plugin,
+    and pluggy answers through :func:`inspect.getattr_static` (some 10 us a call; a
+    module has a dozen attributes, so 300 plugins spent ~30 ms there at startup).  For
+    a plain module and a name that ``ModuleType`` does not define itself, that lookup
+    is the module's ``__dict__`` entry, so an entry that cannot be a hook
+    implementation is answered from there.  Everything that might be one goes to
+    pluggy unchanged.
+    """
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        if type(plugin) is types.ModuleType and name not in _MODULE_TYPE_NAMES:
+            value = plugin.__dict__.get(name, _ABSENT)
+            if type(value) is types.FunctionType:
+                own = value.__dict__
+                if self.project_name + "_impl" not in own and "__func__" not in own:
+                    return None  # an unmarked function
+            elif value is not _ABSENT and not isinstance(
+                value, (staticmethod, classmethod, types.MethodType)
+            ):
+                return None  # not hookable at all (pluggy skips these too)
+        return super().parse_hookimpl_opts(plugin, name)
+
+
+_ABSENT = object()
+#: Names a module's own ``__dict__`` does not decide (``ModuleType`` defines them).
+_MODULE_TYPE_NAMES = frozenset(dir(types.ModuleType))
 
 
 class _Plugin:
@@ -148,8 +185,8 @@ class PluginManager(Mapping[str, PluginInfo]):
         self.group = group
         self._options: dict[str, Any] = {
             "autoload": autoload,
-            "disabled": None if disabled is None else list(disabled),
-            "allowed": None if allowed is None else list(allowed),
+            "disabled": _names_argument(disabled),
+            "allowed": _names_argument(allowed),
             "strict": strict,
             "pyproject": pyproject,
         }
@@ -158,7 +195,7 @@ class PluginManager(Mapping[str, PluginInfo]):
         self._plugins: dict[str, _Plugin] = {}
         self._forgotten: set[str] = set()
         self._reported: set[tuple[str, ...]] = set()
-        self._pm = pluggy.PluginManager(_hookspecs.PROJECT)
+        self._pm = _PluggyManager(_hookspecs.PROJECT)
         self._pm.add_hookspecs(_hookspecs)
         self.last_discovery: Discovery | None = None
 
@@ -336,13 +373,27 @@ class PluginManager(Mapping[str, PluginInfo]):
             self._release(plugin)
             self._pm.set_blocked(name)
             if fresh_import:
+                # ``@receiver`` connected the plugin's functions as its module ran;
+                # the plugin never owned them, so _release() did not disconnect them.
+                for func, mark in plugin.declared:
+                    connection = mark.signal._claim(func, mark.sender, mark.dispatch_uid)
+                    if connection is not None:
+                        mark.signal._drop(connection)
                 plugin.obj = None
-            raise self._failed(plugin, error, "could not be registered", report) from error
+            raise self._failed(plugin, error, "could not be registered", report, 4) from error
         plugin.error = None
         self._connect(plugin)
         plugin.enabled = True
+        try:
+            self._pm.hook.tocsin_plugin_enabled(manager=self, name=name)
+        except Exception as error:
+            # A plugin that cannot set itself up is a failed plugin: undo, isolate.
+            self._release(plugin)
+            plugin.enabled = False
+            self._pm.set_blocked(name)
+            what = "could not be enabled (a tocsin_plugin_enabled hook raised)"
+            raise self._failed(plugin, error, what, report, 4) from error
         logger.info("Enabled plugin %r (%d receivers).", name, len(plugin.owned))
-        self._pm.hook.tocsin_plugin_enabled(manager=self, name=name)
 
     def _import(
         self, plugin: _Plugin, report: bool
@@ -364,8 +415,9 @@ class PluginManager(Mapping[str, PluginInfo]):
         return obj, _declared_by(obj, recorded)
 
     def _failed(
-        self, plugin: _Plugin, error: BaseException, what: str, report: bool
+        self, plugin: _Plugin, error: BaseException, what: str, report: bool, depth: int = 5
     ) -> PluginLoadError:
+        """Record and report a failure; *depth* is the stack level of load()'s caller."""
         plugin.error = error
         origin = f" from {plugin.entry.distribution}" if plugin.entry else ""
         message = (
@@ -374,7 +426,7 @@ class PluginManager(Mapping[str, PluginInfo]):
         )
         if report:
             logger.warning(message, exc_info=error)
-            warnings.warn(message, TocsinPluginWarning, stacklevel=5)
+            warnings.warn(message, TocsinPluginWarning, stacklevel=depth)
         return PluginLoadError(message, plugin.name)
 
     def _connect(self, plugin: _Plugin) -> None:
@@ -403,7 +455,15 @@ class PluginManager(Mapping[str, PluginInfo]):
         plugin.owned.clear()
 
     def _disable(self, plugin: _Plugin) -> None:
-        self._pm.hook.tocsin_plugin_disabled(manager=self, name=plugin.name)
+        try:
+            self._pm.hook.tocsin_plugin_disabled(manager=self, name=plugin.name)
+        except Exception:
+            # Disabling must not be vetoed by a failing clean-up: report it, go on.
+            logger.exception(
+                "A tocsin_plugin_disabled hook raised while disabling plugin %r; it is "
+                "disabled all the same.",
+                plugin.name,
+            )
         self._release(plugin)
         plugin.enabled = False
         self._pm.set_blocked(plugin.name)
@@ -431,13 +491,27 @@ class PluginManager(Mapping[str, PluginInfo]):
 
     def _report_unknown_names(self, settings: PluginSettings) -> None:
         for name, source in settings.named_plugins():
-            if name not in self._plugins:
+            if name not in self._plugins and name not in self._forgotten:
                 known = ", ".join(sorted(self._plugins)) or "none"
                 self._warn_once(
                     ("unknown", name, source),
                     f"{source} names plugin {name!r}, which is not installed in group "
                     f"{self.group!r}. Known plugins: {known}.",
                 )
+
+
+def _names_argument(names: Iterable[str] | None) -> Any:
+    """Keep a list argument (consuming an iterator once); pass anything else through, for
+    resolve_settings() to report (``list("alpha")`` would silently name five plugins)."""
+    if names is None or isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        return names
+    return list(names)
+
+
+def _method(func: object) -> bool:
+    """A plain function of a class body: without an instance it has no self to be called
+    with, so a module does not declare it (an instance of the class does)."""
+    return isinstance(func, types.FunctionType) and _in_class_body(func)
 
 
 def _declared_by(
@@ -458,11 +532,11 @@ def _declared_by(
             module = getattr(func, "__module__", None) or ""
             return module == package or module.startswith(package + ".")
 
-        candidates = [(func, marks) for func, marks in recorded if ours(func)]
+        candidates = [(func, marks) for func, marks in recorded if ours(func) and not _method(func)]
         for attribute in dir(obj):
             value = getattr(obj, attribute, None)
             marks = getattr(value, "__tocsin_receivers__", None)
-            if marks and callable(value) and ours(value):
+            if marks and callable(value) and ours(value) and not _method(value):
                 candidates.append((value, marks))
     else:
         candidates = []

@@ -578,7 +578,14 @@ class Signal:
         except RuntimeError:
             pass
         else:
-            raise AsyncReceiversInLoopError(self._async_in_loop_message(plan, robust))
+            # The cached plan may predate the collection of its last async receiver:
+            # only live async receivers make send() impossible here.
+            live_async = (
+                is_async and holder() is not None
+                for holder, is_async in zip(plan.holders, plan.is_async, strict=True)
+            )
+            if any(live_async):
+                raise AsyncReceiversInLoopError(self._async_in_loop_message(plan, robust))
         responses, pending = self._start(plan, sender, named, robust)
         if pending:
             asyncio.run(_settle(responses, pending, robust))

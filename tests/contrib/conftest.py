@@ -63,3 +63,28 @@ def recorder() -> Iterator[Recorder]:
         request_finished.connected_to(rec.on_finished),
     ):
         yield rec
+
+
+# --- a throwaway PostgreSQL server (tests of tocsin.contrib.sqlalchemy) ---------------
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    """The URL of a PostgreSQL cluster started for this test session, then removed.
+
+    Skips, saying why, only when no PostgreSQL server binaries are installed.
+    """
+    import pg_cluster
+
+    bindir = pg_cluster.find_bindir()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: install the "
+            f"'postgresql' package, or set {pg_cluster.BINDIR_ENV} to their directory"
+        )
+    cluster = pg_cluster.PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()

@@ -1,0 +1,1 @@
+"""A test plugin distribution: each module is one plugin (see pyproject.toml)."""

@@ -1,0 +1,16 @@
+"""Plugin ``test-forbidden``: records that it was imported, and every login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tocsin
+from tocsin.signals import user_logged_in
+from tocsin_test_recorder._record import record, write
+
+write({"imported": "test-forbidden"})
+
+
+@tocsin.receiver(user_logged_in)
+def record_login(signal: tocsin.Signal, sender: Any, **named: Any) -> None:
+    record("test-forbidden", signal, sender, named)
