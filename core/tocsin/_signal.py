@@ -21,6 +21,8 @@ from typing import Any, NamedTuple, TypeVar
 from tocsin._errors import AsyncReceiversInLoopError, UnknownDispatchUidError
 from tocsin._refs import (
     ANY_SENDER,
+    CO_COROUTINE,
+    CO_VARKEYWORDS,
     IMMORTAL_SENDERS,
     Holder,
     ReceiverRef,
@@ -75,6 +77,7 @@ class _Connection:
 
     __slots__ = (
         "dispatch_uid",
+        "fast_holder",
         "holder",
         "is_async",
         "lookup_key",
@@ -90,6 +93,7 @@ class _Connection:
         lookup_key: Hashable,
         sender_key: Hashable,
         holder: Holder,
+        fast_holder: Holder,
         strong: Callable[..., Any] | None,
         sender_holder: Callable[[], Any] | None,
         priority: int,
@@ -100,6 +104,9 @@ class _Connection:
         self.lookup_key = lookup_key
         self.sender_key = sender_key
         self.holder = holder  # ref(): the receiver, or None once collected
+        # What send tuples hold: for a weakly held function, the plain (callback-less,
+        # shared) weakref.ref, which calls faster than the subclass carrying the callback.
+        self.fast_holder = fast_holder
         self.strong = strong  # keeps a weak=False receiver alive
         self.sender_holder = sender_holder  # identity senders only: the sender or None
         self.priority = priority
@@ -181,6 +188,9 @@ class Signal:
         self._dead_receivers: list[Hashable] = []
         self._dead_senders: list[Hashable] = []
         self._muted = 0
+        # Bound once: every weakly held receiver and sender gets one of these callbacks.
+        self._on_receiver_death = self._receiver_died
+        self._on_sender_death = self._sender_died
 
     def __set_name__(self, owner: type, attribute: str) -> None:
         if self.name is None:
@@ -214,9 +224,10 @@ class Signal:
 
         .. versionchanged:: 0.1 returns the receiver, so it can be used inline.
         """
-        target = _pick_receiver(receiver, fn, "connect")
-        self._connect(target, sender, weak, dispatch_uid, priority)
-        return target
+        if receiver is None or fn is not None:
+            receiver = _pick_receiver(receiver, fn, "connect")
+        self._connect(receiver, sender, weak, dispatch_uid, priority)
+        return receiver
 
     def _connect(
         self,
@@ -227,18 +238,43 @@ class Signal:
         priority: int,
     ) -> _Connection | None:
         """Connect, returning the new connection, or None when one already existed."""
-        _validate_receiver(receiver, self)
-        _validate_options(self, dispatch_uid, priority)
-        skey = ANY_SENDER if sender is None else sender_key(sender)
-        identity = (
-            ("uid", dispatch_uid) if dispatch_uid is not None else receiver_identity(receiver)
-        )
+        if dispatch_uid is not None or type(priority) is not int:
+            _validate_options(self, dispatch_uid, priority)
+        # Plain functions, by far the usual receiver, are answered from their code
+        # flags; connecting tens of thousands of them must stay cheap.
+        if type(receiver) is types.FunctionType:
+            flags = receiver.__code__.co_flags
+            if not flags & CO_VARKEYWORDS:
+                _validate_receiver(receiver, self)  # raises the ValueError
+            is_async = bool(flags & CO_COROUTINE) or (
+                bool(receiver.__dict__) and is_async_callable(receiver)
+            )
+            identity: Hashable = id(receiver)
+        else:
+            _validate_receiver(receiver, self)
+            is_async = is_async_callable(receiver)
+            identity = receiver_identity(receiver)
+        if dispatch_uid is not None:
+            identity = ("uid", dispatch_uid)
+        if sender is None:
+            skey, sender_holder = ANY_SENDER, None
+        else:
+            skey = sender_key(sender)
+            sender_holder = None if sender_is_by_value(sender) else self._hold_sender(sender, skey)
         lookup_key = (identity, skey)
-        holder, strong = self._hold_receiver(receiver, weak, lookup_key)
-        sender_holder = None if sender_is_by_value(sender) else self._hold_sender(sender, skey)
-        is_async = is_async_callable(receiver)
-        with self._lock:
-            self._purge_dead()
+        holder: Holder
+        fast_holder: Holder
+        if weak and type(receiver) is types.FunctionType:
+            ref = holder = ReceiverRef(receiver, self._on_receiver_death)
+            ref.lookup_key = lookup_key
+            strong, fast_holder = None, weakref.ref(receiver)
+        else:
+            holder, strong = self._hold_receiver(receiver, weak, lookup_key)
+            fast_holder = holder
+        self._lock.acquire()  # not `with`: see disconnect()
+        try:
+            if self._dead_receivers or self._dead_senders:
+                self._purge_dead()
             existing = self._connections.get(lookup_key)
             if existing is not None:
                 if existing.alive():
@@ -248,6 +284,7 @@ class Signal:
                 lookup_key,
                 skey,
                 holder,
+                fast_holder,
                 strong,
                 sender_holder,
                 priority,
@@ -256,10 +293,15 @@ class Signal:
                 dispatch_uid,
             )
             self._connections[lookup_key] = connection
-            self._by_sender.setdefault(skey, {})[lookup_key] = connection
+            bucket = self._by_sender.get(skey)
+            if bucket is None:
+                bucket = self._by_sender[skey] = {}
+            bucket[lookup_key] = connection
             if dispatch_uid is not None:
                 self._known_uids.add(dispatch_uid)
             self._invalidate(skey)
+        finally:
+            self._lock.release()
         return connection
 
     def _hold_receiver(
@@ -273,9 +315,9 @@ class Signal:
         ref: ReceiverRef | ReceiverWeakMethod
         try:
             if isinstance(receiver, types.MethodType):
-                ref = ReceiverWeakMethod(receiver, self._receiver_died)
+                ref = ReceiverWeakMethod(receiver, self._on_receiver_death)
             else:
-                ref = ReceiverRef(receiver, self._receiver_died)
+                ref = ReceiverRef(receiver, self._on_receiver_death)
         except TypeError:
             raise TypeError(
                 f"Cannot connect {describe(receiver)} to {self!r} weakly: "
@@ -289,7 +331,7 @@ class Signal:
         # A sender matched by identity must not be mistaken for a later object that
         # reuses its id(): watch it weakly, or keep it alive when it cannot be watched.
         try:
-            ref = SenderRef(sender, self._sender_died)
+            ref = SenderRef(sender, self._on_sender_death)
         except TypeError:
             return strong_holder(sender)
         ref.key = skey
@@ -323,9 +365,16 @@ class Signal:
             identity: Hashable = ("uid", dispatch_uid)
         else:
             assert receiver is not None
-            identity = receiver_identity(receiver)
-        with self._lock:
-            self._purge_dead()
+            if type(receiver) is types.FunctionType:
+                identity = id(receiver)
+            else:
+                identity = receiver_identity(receiver)
+        # acquire/release rather than `with`: half the cost, on a path that must stay
+        # cheap with tens of thousands of receivers.
+        self._lock.acquire()
+        try:
+            if self._dead_receivers or self._dead_senders:
+                self._purge_dead()
             if dispatch_uid is not None and dispatch_uid not in self._known_uids:
                 known = sorted(map(repr, self._known_uids))
                 raise UnknownDispatchUidError(
@@ -337,6 +386,8 @@ class Signal:
                 return False
             self._remove(connection)
             return True
+        finally:
+            self._lock.release()
 
     def _claim(
         self, receiver: Callable[..., Any], sender: Any, dispatch_uid: Hashable | None
@@ -388,8 +439,10 @@ class Signal:
         starts the caches afresh: O(1), and the next send per sender rebuilds once.
         """
         if skey is ANY_SENDER:
-            self._send_cache = {}
-            self._plans = {}
+            if self._send_cache:
+                self._send_cache = {}
+            if self._plans:
+                self._plans = {}
         else:
             self._send_cache.pop(skey, None)
             self._plans.pop(skey, None)
@@ -474,10 +527,12 @@ class Signal:
             return _EMPTY_PLAN
         connections.sort(key=lambda c: (-c.priority, c.order))
         flags = tuple(c.is_async for c in connections)
-        return _Plan(tuple(c.holder for c in connections), flags, any(flags))
+        return _Plan(tuple(c.fast_holder for c in connections), flags, any(flags))
 
     def has_listeners(self, sender: Any = None) -> bool:
         """Whether a send from *sender* would reach at least one live receiver."""
+        if not self._connections:
+            return False
         return any(holder() is not None for holder in self._plan_for(sender).holders)
 
     @property
