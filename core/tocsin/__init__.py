@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tocsin._errors import AsyncReceiversInLoopError, TocsinError, UnknownDispatchUidError
 from tocsin._signal import ReceiverMark, Signal, receiver
+from tocsin._typed import TypedSignal
 
 if TYPE_CHECKING:
     from tocsin._hookspecs import hookimpl, hookspec
@@ -36,6 +37,7 @@ __all__ = [
     "Signal",
     "TocsinError",
     "TocsinPluginWarning",
+    "TypedSignal",
     "UnknownDispatchUidError",
     "hookimpl",
     "hookspec",

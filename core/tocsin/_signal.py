@@ -16,7 +16,7 @@ import types
 import weakref
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from tocsin._errors import AsyncReceiversInLoopError, UnknownDispatchUidError
 from tocsin._refs import (
@@ -37,11 +37,19 @@ from tocsin._refs import (
     strong_holder,
 )
 
+if TYPE_CHECKING:
+    from typing import ParamSpec
+
+    from tocsin._typed import TypedSignal
+
+    ArgsT = ParamSpec("ArgsT")
+
 __all__ = ["ReceiverMark", "Signal", "receiver"]
 
 logger = logging.getLogger("tocsin.dispatch")
 
 ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
+ResultT = TypeVar("ResultT")
 Responses = list[tuple[Callable[..., Any], Any]]
 
 #: How many senders without receivers of their own get a cache entry.  They all share
@@ -191,6 +199,27 @@ class Signal:
         # Bound once: every weakly held receiver and sender gets one of these callbacks.
         self._on_receiver_death = self._receiver_died
         self._on_sender_death = self._sender_died
+
+    @classmethod
+    def typed(cls, prototype: Callable[ArgsT, object]) -> TypedSignal[ArgsT]:
+        """Decorator: a signal whose arguments are the prototype's parameters.
+
+        Type checkers then reject a ``send()`` with a misspelled, missing or wrongly
+        typed argument, and a receiver whose parameters do not fit::
+
+            @Signal.typed
+            def order_paid(sender: type[Shop], *, order: Order, amount: Decimal) -> None:
+                "Sent when an order has been paid."
+
+        The signal is named after the prototype (module and qualified name), its
+        ``providing_args`` are the prototype's keyword parameters, its docstring is the
+        prototype's.  At run time it is an ordinary :class:`Signal`.
+
+        .. versionadded:: 0.1
+        """
+        from tocsin._typed import from_prototype
+
+        return from_prototype(prototype)
 
     def __set_name__(self, owner: type, attribute: str) -> None:
         if self.name is None:
@@ -826,6 +855,28 @@ def _validate_options(signal: Signal, dispatch_uid: Hashable | None, priority: i
             f"priority must be an int, not {type(priority).__name__}, when connecting "
             f"to {signal!r}."
         )
+
+
+@overload
+def receiver(  # type: ignore[overload-overlap]  # a typed signal is checked first
+    signal: TypedSignal[ArgsT],
+    *,
+    sender: Any = None,
+    weak: bool = True,
+    dispatch_uid: Hashable | None = None,
+    priority: int = 0,
+) -> Callable[[Callable[ArgsT, ResultT]], Callable[ArgsT, ResultT]]: ...
+
+
+@overload
+def receiver(
+    signal: Signal | Sequence[Signal],
+    *,
+    sender: Any = None,
+    weak: bool = True,
+    dispatch_uid: Hashable | None = None,
+    priority: int = 0,
+) -> Callable[[ReceiverT], ReceiverT]: ...
 
 
 def receiver(
