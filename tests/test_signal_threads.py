@@ -74,6 +74,11 @@ def test_connect_send_disconnect_from_many_threads():
         sig.connect(fn)
     outcomes = {}
     counts = Counter()
+    counts_lock = threading.Lock()  # `counts[k] += 1` is not atomic across threads
+
+    def bump(key):
+        with counts_lock:
+            counts[key] += 1
 
     def worker(index):
         rng = random.Random(index)
@@ -87,7 +92,7 @@ def test_connect_send_disconnect_from_many_threads():
                 uid = (index, round_) if k else None
                 assert sig.connect(fn, sender=sender, dispatch_uid=uid) is fn
                 mine.append((fn, uid))
-                counts["connect"] += 1
+                bump("connect")
             # Connecting an existing connection again changes nothing.
             fn, uid = rng.choice(mine)
             sig.connect(fn, sender=sender, dispatch_uid=uid)
@@ -108,7 +113,7 @@ def test_connect_send_disconnect_from_many_threads():
             assert [r for r, _ in got] == expected, f"thread {index} round {round_}"
             assert all(v == r.tag for r, v in got)
             assert sig.has_listeners(sender) is True
-            counts["send"] += 1
+            bump("send")
 
             # Disconnect one or two of ours, each exactly once.
             for _ in range(rng.choice((1, 1, 2))):
@@ -119,14 +124,18 @@ def test_connect_send_disconnect_from_many_threads():
                 else:
                     assert sig.disconnect(sender=sender, dispatch_uid=uid) is True
                     assert sig.disconnect(sender=sender, dispatch_uid=uid) is False
-                counts["disconnect"] += 1
+                bump("disconnect")
             expected = [*base, *(fn for fn, _ in mine)]
             got = [r for r, _ in sig.send(sender) if r.kind in ("base", "mine")]
             assert got == expected, f"thread {index} round {round_} after disconnect"
             if round_ % 10 == 0:
                 gc.collect()
-                live = sig.receivers
-                assert all(r.kind != "temp" for r in live)
+                # 80 temporary receivers per thread were connected and dropped; none
+                # may linger.  A few can be alive for a moment, though: another thread
+                # may be mid-connect of its own, or hold one in its `sig.receivers`
+                # snapshot, so bound the count rather than demand zero.
+                temps = sum(r.kind == "temp" for r in sig.receivers)
+                assert temps <= 2 * N_THREADS, temps
         if ROUNDS % 2:
             assert sig.disconnect(noise) is True
         outcomes[index] = (sender, [fn for fn, _ in mine])  # the sender must live on
