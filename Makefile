@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean system-deps
+.PHONY: demo test lint typecheck pytest bench docs clean system-deps test-pythons
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,24 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Strict: a broken reference or link fails the build. Charts come from bench/results.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The suite again on every other supported interpreter found here (pyenv's, or on
+# PATH), each in its own .venv-3.X; an interpreter that is missing is said, not failed.
+OTHER_PYTHONS ?= 3.10 3.12 3.13 3.14
+test-pythons:
+	@for v in $(OTHER_PYTHONS); do \
+		py=$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v.*/bin/python 2>/dev/null | tail -1); \
+		[ -n "$$py" ] || py=$$(command -v python$$v || true); \
+		if [ -z "$$py" ]; then echo "== Python $$v: not installed here, skipped"; continue; fi; \
+		echo "== Python $$v: $$py"; \
+		[ -x .venv-$$v/bin/python ] || $$py -m venv .venv-$$v || exit 1; \
+		.venv-$$v/bin/python -m pip install --quiet -e '.[test]' || exit 1; \
+		.venv-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
+	done
 
 # Servers the integration tests start themselves (PostgreSQL, Redis). Installed with
 # apt when missing and we are root; otherwise those tests skip and say why.
