@@ -164,15 +164,19 @@ class Signal:
                 f"providing_args must be a list of argument names, not the string "
                 f"{providing_args!r}; write providing_args=[{providing_args!r}]."
             )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Signal name must be a str or None, not {type(name).__name__}.")
         args = tuple(providing_args) if providing_args is not None else ()
         for arg in args:
             if not isinstance(arg, str) or not arg.isidentifier():
+                spelling = "".join(c if c.isalnum() else "_" for c in str(arg)).strip("_")
+                if not spelling.isidentifier():
+                    spelling = f"arg_{spelling}" if spelling else "argument"
                 raise TypeError(
-                    f"providing_args must name keyword arguments; {arg!r} is not a "
-                    f"valid Python identifier."
+                    f"providing_args of Signal {name or '(unnamed)'!r} must name keyword "
+                    f"arguments; {arg!r} is not a valid Python identifier. Use a name "
+                    f"such as {spelling!r}."
                 )
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"Signal name must be a str or None, not {type(name).__name__}.")
         self.providing_args: tuple[str, ...] = args
         self.use_caching = use_caching
         self.name = name
@@ -254,7 +258,7 @@ class Signal:
         .. versionchanged:: 0.1 returns the receiver, so it can be used inline.
         """
         if receiver is None or fn is not None:
-            receiver = _pick_receiver(receiver, fn, "connect")
+            receiver = _pick_receiver(receiver, fn, self, "connect")
         self._connect(receiver, sender, weak, dispatch_uid, priority)
         return receiver
 
@@ -383,7 +387,7 @@ class Signal:
         if receiver is None and fn is not None:
             receiver = fn
         elif fn is not None and fn is not receiver:
-            raise TypeError("disconnect() got both receiver and fn; pass one of them.")
+            raise TypeError(f"{self!r}.disconnect() got both receiver and fn; pass one of them.")
         if receiver is None and dispatch_uid is None:
             raise TypeError(
                 f"{self!r}.disconnect() needs the receiver to disconnect, or the "
@@ -818,13 +822,15 @@ def _log_failure(receiver: Callable[..., Any], error: Exception) -> None:
     )
 
 
-def _pick_receiver(receiver: ReceiverT | None, fn: ReceiverT | None, method: str) -> ReceiverT:
+def _pick_receiver(
+    receiver: ReceiverT | None, fn: ReceiverT | None, signal: Signal, method: str
+) -> ReceiverT:
     if receiver is None:
         if fn is None:
-            raise TypeError(f"{method}() missing the receiver to connect.")
+            raise TypeError(f"{signal!r}.{method}() missing the receiver to connect.")
         return fn
     if fn is not None and fn is not receiver:
-        raise TypeError(f"{method}() got both receiver and fn; pass one of them.")
+        raise TypeError(f"{signal!r}.{method}() got both receiver and fn; pass one of them.")
     return receiver
 
 
@@ -837,7 +843,8 @@ def _validate_receiver(receiver: Any, signal: Signal) -> None:
     if not accepts_kwargs(receiver):
         raise ValueError(
             f"Signal receivers must accept keyword arguments (**kwargs). "
-            f"{describe(receiver)} does not; add **kwargs to its parameters."
+            f"{describe(receiver)} does not; add **kwargs to its parameters to connect "
+            f"it to {signal!r}."
         )
 
 
@@ -899,6 +906,11 @@ def receiver(
     function has no ``self`` to be called with.  Registering an instance of the class
     with a :class:`~tocsin.PluginManager` connects its bound methods.
     """
+    if isinstance(signal, (str, bytes)):
+        raise TypeError(
+            f"@receiver takes a Signal or a list of Signals, not the string {signal!r}; "
+            f"import the signal object itself."
+        )
     signals = [signal] if isinstance(signal, Signal) else list(signal)
     for item in signals:
         if not isinstance(item, Signal):
