@@ -1820,3 +1820,76 @@ def test_muted_restores_after_an_exception():
     with pytest.raises(Boom), sig.muted():
         raise Boom("inside")
     assert values(sig.send(None)) == ["a"]
+
+
+# -- activity watchers: what bridges use to forward only while someone listens ---------
+
+
+def test_activity_watchers_hear_the_first_connect_and_the_last_disconnect():
+    sig = Signal(name="watched")
+    seen = []
+    sig.watch_activity(lambda s: seen.append((s, s.is_active())))
+
+    def first(sender, **kwargs):
+        return 1
+
+    def second(sender, **kwargs):
+        return 2
+
+    assert sig.is_active() is False
+    sig.connect(first)
+    sig.connect(second, sender="shop")
+    assert seen == [(sig, True)]  # only the first connection makes it active
+    sig.disconnect(first)
+    assert seen == [(sig, True)]
+    sig.disconnect(second, sender="shop")
+    assert seen == [(sig, True), (sig, False)]
+
+    with sig.connected_to(first):
+        assert seen[-1] == (sig, True)
+    assert seen[-1] == (sig, False)
+    sig.connect(first)
+    sig.receivers = []
+    assert seen[-2:] == [(sig, True), (sig, False)]
+
+
+def test_activity_watchers_hear_a_collected_receiver_at_the_next_change():
+    sig = Signal(name="watched")
+    seen = []
+    sig.watch_activity(lambda s: seen.append(s.is_active()))
+
+    def doomed(sender, **kwargs):
+        return None
+
+    sig.connect(doomed)
+    del doomed
+    gc.collect()
+    assert seen == [True]
+    assert sig.send(None) == []
+    assert sig.disconnect(lambda sender, **kwargs: None) is False  # any later change
+    assert seen == [True, False]
+    assert sig.is_active() is False
+
+
+def test_a_failing_activity_watcher_is_logged_and_changes_nothing(caplog):
+    sig = Signal(name="watched")
+    told = []
+
+    def broken(signal):
+        raise RuntimeError("watcher down")
+
+    sig.watch_activity(broken)
+    sig.watch_activity(lambda s: told.append(s.is_active()))
+
+    def receiver_fn(sender, **kwargs):
+        return "ok"
+
+    with caplog.at_level(logging.ERROR, logger="tocsin"):
+        sig.connect(receiver_fn)
+    assert told == [True]
+    assert sig.send(None) == [(receiver_fn, "ok")]
+    assert "Error in activity watcher" in caplog.text
+    sig.unwatch_activity(broken)
+    sig.unwatch_activity(broken)  # twice: no error
+    sig.disconnect(receiver_fn)
+    assert told == [True, False]

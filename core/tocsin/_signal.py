@@ -8,6 +8,7 @@ decided when a receiver connects, so sending is a dict lookup and a loop.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import itertools
 import logging
@@ -200,6 +201,8 @@ class Signal:
         self._dead_receivers: list[Hashable] = []
         self._dead_senders: list[Hashable] = []
         self._muted = 0
+        self._activity_watchers: list[Callable[[Signal], object]] = []
+        self._emptied = False  # set under the lock, cleared by _notify_activity
         # Bound once: every weakly held receiver and sender gets one of these callbacks.
         self._on_receiver_death = self._receiver_died
         self._on_sender_death = self._sender_died
@@ -306,6 +309,7 @@ class Signal:
             fast_holder = holder
         self._lock.acquire()  # not `with`: see disconnect()
         try:
+            was_active = bool(self._connections)
             if self._dead_receivers or self._dead_senders:
                 self._purge_dead()
             existing = self._connections.get(lookup_key)
@@ -335,6 +339,8 @@ class Signal:
             self._invalidate(skey)
         finally:
             self._lock.release()
+        if (not was_active or self._emptied) and self._activity_watchers:
+            self._notify_activity()
         return connection
 
     def _hold_receiver(
@@ -421,6 +427,8 @@ class Signal:
             return True
         finally:
             self._lock.release()
+            if self._emptied:
+                self._notify_activity()
 
     def _claim(
         self, receiver: Callable[..., Any], sender: Any, dispatch_uid: Hashable | None
@@ -450,15 +458,21 @@ class Signal:
 
     def _drop(self, connection: _Connection) -> bool:
         """Remove exactly *connection*, if it is still connected."""
-        with self._lock:
-            if self._connections.get(connection.lookup_key) is not connection:
-                return False
-            self._remove(connection)
-            return True
+        try:
+            with self._lock:
+                if self._connections.get(connection.lookup_key) is not connection:
+                    return False
+                self._remove(connection)
+                return True
+        finally:
+            if self._emptied:
+                self._notify_activity()
 
     def _remove(self, connection: _Connection) -> None:
         """Forget a connection (lock held)."""
         del self._connections[connection.lookup_key]
+        if not self._connections and self._activity_watchers:
+            self._emptied = True  # told to the watchers once the lock is released
         bucket = self._by_sender[connection.sender_key]
         del bucket[connection.lookup_key]
         if not bucket:
@@ -586,9 +600,49 @@ class Signal:
                 f"disconnects every receiver); use connect() to add receivers."
             )
         with self._lock:
+            self._emptied = bool(self._connections) and bool(self._activity_watchers)
             self._connections.clear()
             self._by_sender.clear()
             self._invalidate(ANY_SENDER)
+        if self._emptied:
+            self._notify_activity()
+
+    # -- watching activity --------------------------------------------------------------
+
+    def is_active(self) -> bool:
+        """Whether any receiver is connected, for any sender.
+
+        A receiver collected since the last connect or disconnect may still count.
+        Cheaper than :meth:`has_listeners`, and meant for bridges that forward another
+        library's signal only while someone here listens.
+        """
+        return bool(self._connections)
+
+    def watch_activity(self, callback: Callable[[Signal], object]) -> None:
+        """Call ``callback(signal)`` whenever the signal may have become active (its
+        first receiver connected) or inactive (its last one removed).
+
+        The callback runs in the thread that made the change, after the signal's lock
+        is released; it may come late or twice, so it should read :meth:`is_active`
+        under a lock of its own and act on that.  An exception it raises is logged.
+
+        .. versionadded:: 0.1
+        """
+        with self._lock:
+            self._activity_watchers.append(callback)
+
+    def unwatch_activity(self, callback: Callable[[Signal], object]) -> None:
+        """Stop calling a callback given to :meth:`watch_activity` (no error if absent)."""
+        with self._lock, contextlib.suppress(ValueError):
+            self._activity_watchers.remove(callback)
+
+    def _notify_activity(self) -> None:
+        self._emptied = False
+        for callback in list(self._activity_watchers):
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("Error in activity watcher %s of %r", describe(callback), self)
 
     # -- sending ----------------------------------------------------------------------
 
