@@ -1,19 +1,21 @@
 """tocsin: Django's signals without Django, and receivers from installed plugins.
 
 The plugin side (``PluginManager``, the process-wide ``tocsin.plugins``, ``hookimpl``)
-is imported on first use, so code that only sends signals never imports pluggy.
+is imported on first use, so code that only sends signals never imports pluggy; so is
+``TypedSignal`` (it needs :mod:`typing` at run time, which the rest does not).
 """
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Any
+import _thread
 
 from tocsin._errors import AsyncReceiversInLoopError, TocsinError, UnknownDispatchUidError
 from tocsin._signal import ReceiverMark, Signal, receiver
-from tocsin._typed import TypedSignal
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from tocsin._hookspecs import hookimpl, hookspec
     from tocsin._manager import (
         OwnedReceiver,
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
         TocsinPluginWarning,
     )
     from tocsin._settings import PluginConfigError
+    from tocsin._typed import TypedSignal
 
     plugins: PluginManager
 
@@ -54,10 +57,11 @@ _LAZY = {
     "PluginConfigError": "tocsin._settings",
     "hookimpl": "tocsin._hookspecs",
     "hookspec": "tocsin._hookspecs",
+    "TypedSignal": "tocsin._typed",
 }
 
 
-_plugins_lock = threading.Lock()
+_plugins_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
 
 
 def __getattr__(name: str) -> Any:

@@ -5,51 +5,165 @@ a file per distribution on every start.  The index remembers the result of that 
 together with a fingerprint of everything that can change it, and is used only while
 the fingerprint still matches:
 
-* the interpreter (``sys.executable``, its version) and ``sys.path``, in order — these
-  name the index file;
+* the interpreter (``sys.executable``, its version), the group and ``sys.path``, in
+  order — a checksum of these names the index file, and the names themselves are part
+  of the fingerprint;
 * for each ``sys.path`` entry: each ``*.dist-info`` / ``*.egg-info`` in it, by name, and
-  its ``entry_points.txt`` by size and ``st_mtime_ns`` (a dist-info directory's own
-  mtime too, so a file added to it counts); a zip file on ``sys.path`` by size and
-  mtime.
+  its ``entry_points.txt`` by size, ``st_mtime_ns`` and inode (a dist-info directory's
+  own too, so a file added to it counts); a zip file on ``sys.path`` likewise.
 
-A file changed twice within one tick of the filesystem clock could keep its size and
-mtime, so (as git does with its index) nothing is indexed while any fingerprinted file
-is younger than :data:`RACY_SECONDS`: such a scan is used but not remembered.
+The fingerprint is stored whole (a list of names and numbers) and compared whole, not
+as a digest.  A file changed twice within one tick of the filesystem clock could keep
+its size and mtime, so (as git does with its index) nothing is indexed while any
+fingerprinted file is younger than :data:`RACY_SECONDS`: such a scan is used but not
+remembered.
 
-Checking the fingerprint costs a directory listing per path entry and a ``stat`` per
-distribution, which is far cheaper than opening and parsing the files.  The index is
-written atomically (temporary file, then :func:`os.replace`), rebuilt when unreadable,
-and old index files are removed.  ``TOCSIN_NO_CACHE=1`` bypasses it entirely.
+Checking the fingerprint costs a directory listing per path entry and two ``stat``
+calls per distribution (relative to the open directory), which is far cheaper than
+opening and parsing the files.  The index is written atomically (temporary file, then
+:func:`os.replace`), rebuilt when unreadable, and old index files are removed: an
+index in use has its mtime set to now when it is read, at most once every
+:data:`TOUCH_SECONDS`, and one untouched for :data:`MAX_INDEX_AGE_SECONDS` goes.
+``TOCSIN_NO_CACHE=1`` bypasses the index entirely.
+
+A scan reads what :func:`importlib.metadata.distributions` would find, in the same
+order, without importing it: each distribution's ``Name`` and ``Version`` from the
+header of its METADATA, its ``entry_points.txt`` as importlib.metadata parses it.
+Anything out of the ordinary (a zip file or an ``.egg`` on the path, another finder on
+``sys.meta_path`` that lists distributions, a folded or missing header, a file that
+does not decode) is left to importlib.metadata itself, so the answer is always the one
+it gives.
+
+Startup cost matters here: this module imports nothing beyond what Python itself has
+loaded at startup (no hashlib, pathlib, dataclasses, logging, tempfile).
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import marshal
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+
+from tocsin._refs import early_logger as _early_logger
+from tocsin._refs import log as _log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from dataclasses import dataclass as _record
+    from typing import Any, ClassVar, TypeVar
+
+    _R = TypeVar("_R", bound=type)
 
 __all__ = ["Discovery", "PluginEntry", "cache_dir", "discover"]
 
-logger = logging.getLogger("tocsin.discovery")
+_early_logger("tocsin.discovery")
 
 #: Bump when the index file layout changes; older files are then ignored and cleaned.
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 #: Index files unused for this long are removed when a new one is written.
 MAX_INDEX_AGE_SECONDS = 30 * 24 * 3600
 #: At most this many index files are kept (one per interpreter, sys.path and group).
 MAX_INDEX_FILES = 32
 #: Files modified this recently are not trusted to show a later change in their stat.
 RACY_SECONDS = 2
+#: An index file is marked as used (its mtime set to now) at most this often.
+TOUCH_SECONDS = 24 * 3600
+
+_SUFFIXES = (".dist-info", ".egg-info")
+#: The errors importlib.metadata's ``read_text`` turns into "no such file".
+_MISSING = (FileNotFoundError, IsADirectoryError, KeyError, NotADirectoryError, PermissionError)
 
 
-@dataclass(frozen=True)
-class PluginEntry:
+# -- records --------------------------------------------------------------------------
+
+
+if not TYPE_CHECKING:
+
+    def _record(*, frozen: bool) -> Callable[[_R], _R]:
+        """At run time, what ``@dataclass(frozen=True)`` is to type checkers: records
+        the field names (the class's annotations, in order) for :class:`_Record`."""
+
+        def finish(cls: _R) -> _R:
+            names = cls.__annotations__  # its own (3.10+), as strings
+            cls._fields = cls.__match_args__ = tuple(n for n in names if n[0] != "_")
+            return cls
+
+        return finish
+
+
+class _DataclassFields:
+    """``__dataclass_fields__``, built on first use (it needs :mod:`dataclasses`), so
+    ``dataclasses.fields()``, ``asdict()``, ``replace()`` and ``is_dataclass()`` work on
+    the records as they did when they were dataclasses."""
+
+    def __get__(self, instance: object, owner: type[_Record]) -> dict[str, Any]:
+        import dataclasses
+
+        specs: list[Any] = []
+        for name in owner._fields:
+            kind = owner.__annotations__[name]
+            if name in owner._defaults:
+                specs.append((name, kind, dataclasses.field(default=owner._defaults[name])))
+            elif name in owner._factories:
+                factory = owner._factories[name]
+                specs.append((name, kind, dataclasses.field(default_factory=factory)))
+            else:
+                specs.append((name, kind))
+        twin = dataclasses.make_dataclass(owner.__name__, specs, frozen=True)
+        fields: dict[str, Any] = getattr(twin, "__dataclass_fields__")  # noqa: B009
+        setattr(owner, "__dataclass_fields__", fields)  # noqa: B010
+        setattr(owner, "__dataclass_params__", getattr(twin, "__dataclass_params__"))  # noqa: B009, B010
+        return fields
+
+
+class _Record:
+    """What ``@dataclass(frozen=True)`` gave tocsin's public records, without importing
+    dataclasses (and with it inspect) at startup: attributes that cannot be set or
+    deleted (:class:`dataclasses.FrozenInstanceError`), ``==`` and ``hash()`` over the
+    fields for records of the same class, the same ``repr()``, ``__match_args__``,
+    copying and pickling, and the dataclasses functions (see :class:`_DataclassFields`).
+    """
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+    _defaults: ClassVar[dict[str, Any]] = {}
+    _factories: ClassVar[dict[str, Callable[[], Any]]] = {}
+    __dataclass_fields__: ClassVar[dict[str, Any]] = _DataclassFields()  # type: ignore[assignment]
+
+    def _values(self) -> tuple[Any, ...]:
+        values = self.__dict__
+        return tuple([values[name] for name in self._fields])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise _frozen(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise _frozen(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        values = self.__dict__
+        fields = ", ".join(f"{name}={values[name]!r}" for name in self._fields)
+        return f"{type(self).__qualname__}({fields})"
+
+
+def _frozen(message: str) -> Exception:
+    from dataclasses import FrozenInstanceError
+
+    return FrozenInstanceError(message)
+
+
+@_record(frozen=True)
+class PluginEntry(_Record):
     """One entry point of the plugin group, and the distribution that declares it."""
 
     name: str
@@ -57,6 +171,14 @@ class PluginEntry:
     distribution: str
     version: str
     location: str
+
+    def __init__(self, name: str, value: str, distribution: str, version: str, location: str):
+        values = self.__dict__
+        values["name"] = name
+        values["value"] = value
+        values["distribution"] = distribution
+        values["version"] = version
+        values["location"] = location
 
     @property
     def module(self) -> str:
@@ -68,14 +190,28 @@ class PluginEntry:
         return attr or None
 
 
-@dataclass(frozen=True)
-class Discovery:
+@_record(frozen=True)
+class Discovery(_Record):
     """What a scan found: entries by name, and the name clashes it resolved."""
 
     entries: tuple[PluginEntry, ...]  # one per name, sorted by name
     #: (kept, ignored) pairs: the same plugin name from two distributions.
     clashes: tuple[tuple[PluginEntry, PluginEntry], ...]
     from_cache: bool
+
+    def __init__(
+        self,
+        entries: tuple[PluginEntry, ...],
+        clashes: tuple[tuple[PluginEntry, PluginEntry], ...],
+        from_cache: bool,
+    ):
+        values = self.__dict__
+        values["entries"] = entries
+        values["clashes"] = clashes
+        values["from_cache"] = from_cache
+
+
+# -- discovery ------------------------------------------------------------------------
 
 
 def cache_dir() -> str:
@@ -101,8 +237,9 @@ def discover(group: str, *, use_cache: bool = True, path: Sequence[str] | None =
     raw: list[PluginEntry] | None = None
     from_cache = False
     if use_cache:
-        index_file = _index_file(group, search_path)
-        fingerprint, youngest_ns = _fingerprint(search_path)
+        key = "\0".join([sys.executable, sys.version, group, *search_path])
+        index_file = _index_file(key)
+        fingerprint, youngest_ns = _fingerprint(key, search_path)
         raw = _read_index(index_file, fingerprint)
         from_cache = raw is not None
         if raw is None:
@@ -126,37 +263,221 @@ def _resolve(
             kept[entry.name] = entry
         elif first.distribution != entry.distribution:
             clashes.append((first, entry))
-    entries = tuple(sorted(kept.values(), key=lambda e: e.name))
+    entries = tuple([kept[name] for name in sorted(kept)])
     return entries, tuple(clashes)
 
 
-def _scan(group: str, search_path: list[str]) -> list[PluginEntry]:
-    """Ask importlib.metadata, in sys.path order, distributions deduplicated by name."""
-    from importlib.metadata import distributions
+# -- the scan -------------------------------------------------------------------------
 
+
+def _scan(group: str, search_path: list[str]) -> list[PluginEntry]:
+    """What importlib.metadata finds on *search_path*, in its order, distributions
+    deduplicated by name."""
     found: list[PluginEntry] = []
     seen: set[str] = set()
-    for dist in distributions(path=search_path):
-        try:
-            name = dist.metadata["Name"] or ""
-            normalized = _normalize(name)
-            if not normalized or normalized in seen:
-                continue
-            seen.add(normalized)
-            points = dist.entry_points.select(group=group)
-        except Exception as error:  # one unreadable distribution must not hide the others
-            logger.warning(
-                "Skipping the distribution at %s: its metadata cannot be read (%s).",
-                _location(dist),
-                error,
-            )
-            continue
-        if not points:
-            continue
-        location = _location(dist)
-        for point in points:
-            found.append(PluginEntry(point.name, point.value, name, dist.version, location))
+    if not _only_the_path_finder():
+        # Another finder lists distributions too: let importlib.metadata ask them all.
+        from importlib.metadata import distributions
+
+        for dist in distributions(path=search_path):
+            _take(dist, group, found, seen)
+        return found
+    for entry in search_path:
+        for folder in _metadata_folders(entry):
+            if isinstance(folder, str):
+                _take_folder(entry, folder, group, found, seen)
+            else:  # a zip file or an .egg: importlib.metadata's own distributions
+                _take(folder, group, found, seen)
     return found
+
+
+def _only_the_path_finder() -> bool:
+    """Whether importlib.metadata would ask no finder but the standard PathFinder."""
+    external = sys.modules.get("_frozen_importlib_external")
+    path_finder = getattr(external, "PathFinder", None)
+    finders = [f for f in sys.meta_path if getattr(f, "find_distributions", None) is not None]
+    return path_finder is not None and finders == [path_finder]
+
+
+def _metadata_folders(entry: str) -> Iterator[Any]:
+    """The metadata folders importlib.metadata finds in one path entry, in its order:
+    folder names for a plain directory, Distribution objects for anything else."""
+    base = os.path.basename(entry).lower()
+    try:
+        if base.endswith(".egg"):
+            raise NotADirectoryError  # an unzipped egg: its EGG-INFO is found by name
+        children = os.listdir(entry or ".")
+    except FileNotFoundError:
+        return  # neither a directory nor a zip file: nothing there
+    except Exception:
+        from importlib.metadata import DistributionFinder, MetadataPathFinder
+
+        context = DistributionFinder.Context(path=[entry])
+        yield from MetadataPathFinder.find_distributions(context)
+        return
+    groups: dict[str, list[str]] = {}
+    for child in children:
+        low = child.lower()
+        if low.endswith(_SUFFIXES):
+            # importlib.metadata's Lookup: grouped by the normalized name of the folder.
+            key = low.rpartition(".")[0].partition("-")[0]
+            key = key.replace("-", "_").replace(".", "_")
+            while "__" in key:
+                key = key.replace("__", "_")
+            folders = groups.get(key)
+            if folders is None:
+                groups[key] = [child]
+            else:
+                folders.append(child)
+    for folders in groups.values():
+        yield from folders
+
+
+def _take_folder(
+    entry: str, folder: str, group: str, found: list[PluginEntry], seen: set[str]
+) -> None:
+    """Read one dist-info / egg-info folder as :func:`_take` reads its Distribution;
+    anything unusual is left to importlib.metadata."""
+    location = _joined(entry, folder)
+    headers = _read_headers(location)
+    if headers is not None:
+        name, version = headers
+        normalized = _normalize(name)
+        if not normalized or normalized in seen:
+            return
+        points = _read_entry_points(location, group)
+        if points is not None:
+            seen.add(normalized)
+            for point_name, value in points:
+                found.append(PluginEntry(point_name, value, name, version, location))
+            return
+    import pathlib
+    from importlib.metadata import PathDistribution
+
+    _take(PathDistribution(pathlib.Path(location)), group, found, seen)
+
+
+def _read_headers(location: str) -> tuple[str, str] | None:
+    """(Name, Version) of a metadata folder as importlib.metadata reads them, or None
+    when it is safer to let it do so."""
+    try:
+        text = _read_text(os.path.join(location, "METADATA")) or _read_text(
+            os.path.join(location, "PKG-INFO")
+        )
+    except Exception:
+        return None  # importlib.metadata will say (and warn about) what is wrong
+    return _name_and_version(text) if text else None
+
+
+def _read_entry_points(location: str, group: str) -> list[tuple[str, str]] | None:
+    try:
+        text = _read_text(os.path.join(location, "entry_points.txt"))
+    except Exception:
+        return None
+    return _entry_points(text or "", group)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except _MISSING:
+        return None
+
+
+def _name_and_version(text: str) -> tuple[str, str] | None:
+    """The first ``Name`` and ``Version`` headers of a METADATA text, as the email
+    parser reads them; None for anything but plain one-line ``Key: value`` headers."""
+    end = text.find("\n\n")
+    block = text[:end] if end >= 0 else text
+    if text.startswith("\n"):
+        return None
+    name = version = None
+    extends = False  # whether a continuation line would extend Name or Version
+    for line in block.split("\n"):
+        if not line:
+            continue  # only the last line can be empty here
+        if line[0] in " \t":
+            if extends:
+                return None  # a folded Name or Version: leave it to the parser
+            continue  # another header's continuation (or a stray one it ignores)
+        if line.startswith("From "):
+            return None  # a Unix "From " line: leave it to the parser
+        colon = line.find(":")
+        key = line[:colon]
+        if colon <= 0 or not (key.isascii() and key.isprintable()) or " " in key:
+            return None  # not a header line: the header block ends oddly
+        low = key.lower()
+        extends = False
+        if low == "name":
+            if name is None:
+                name = line[colon + 1 :].lstrip(" \t")
+                extends = True
+        elif low == "version" and version is None:
+            version = line[colon + 1 :].lstrip(" \t")
+            extends = True
+    if not name or version is None:
+        return None
+    return name, version
+
+
+def _entry_points(text: str, group: str) -> list[tuple[str, str]] | None:
+    """The (name, value) pairs of *group*, parsed as importlib.metadata does; None when
+    it would raise (it then says why)."""
+    points = []
+    section = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line.strip("[]")
+            continue
+        if section is None:
+            continue
+        if "=" not in line:
+            return None
+        name, _, value = line.partition("=")
+        if section == group:
+            points.append((name.strip(), value.strip()))
+    return points
+
+
+def _joined(entry: str, child: str) -> str:
+    """``str(pathlib.Path(entry, child))``, which is what importlib.metadata reports."""
+    if os.sep == "/":
+        if entry in ("", "."):
+            return child
+        if entry == os.path.normpath(entry):
+            return entry + child if entry.endswith("/") else f"{entry}/{child}"
+    import pathlib
+
+    return str(pathlib.Path(entry, child))
+
+
+def _take(dist: Any, group: str, found: list[PluginEntry], seen: set[str]) -> None:
+    """Read one importlib.metadata Distribution into *found*."""
+    try:
+        name = dist.metadata["Name"] or ""
+        normalized = _normalize(name)
+        if not normalized or normalized in seen:
+            return
+        seen.add(normalized)
+        points = dist.entry_points.select(group=group)
+    except Exception as error:  # one unreadable distribution must not hide the others
+        _log(
+            "tocsin.discovery",
+            30,
+            "Skipping the distribution at %s: its metadata cannot be read (%s).",
+            _location(dist),
+            error,
+        )
+        return
+    if not points:
+        return
+    location = _location(dist)
+    for point in points:
+        found.append(PluginEntry(point.name, point.value, name, dist.version, location))
 
 
 def _location(dist: Any) -> str:
@@ -169,78 +490,138 @@ def _normalize(name: str) -> str:
     return "-".join(part for part in parts if part)
 
 
-def _index_file(group: str, search_path: list[str]) -> str:
-    key = "\0".join([sys.executable, sys.version, group, *search_path])
-    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    return os.path.join(cache_dir(), f"entry-points-{digest}.idx")
+# -- the index ------------------------------------------------------------------------
 
 
-def _fingerprint(search_path: list[str]) -> tuple[bytes, int]:
-    """A digest of everything on the path that could change which entry points exist,
-    and the newest modification time among the files it covers."""
-    parts: list[str] = []
+def _index_file(key: str) -> str:
+    """The index file for *key* (interpreter, group, path), named by a 64-bit checksum;
+    the key itself is part of the fingerprint, so two keys can never share an index."""
+    number = int.from_bytes(key.encode("utf-8", "surrogatepass"), "big")
+    digest = number % 0xFFFFFFFFFFFFFFC5  # the largest prime below 2**64
+    return os.path.join(cache_dir(), f"entry-points-{digest:016x}.idx")
+
+
+def _fingerprint(key: str, search_path: list[str]) -> tuple[list[str | int], int]:
+    """Everything on the path that could change which entry points exist, as a flat
+    list (the key; then per path entry ``"P" + entry`` and, per metadata folder,
+    ``"D" + name`` and the stat of the folder and of its entry_points.txt, each
+    ``size, mtime_ns, inode`` or ``-1`` when missing), and the newest modification time
+    among the files it covers."""
+    parts: list[str | int] = [key]
+    add = parts.append
     youngest = 0
-
-    def stat_part(path: str) -> str:
-        nonlocal youngest
-        try:
-            st = os.stat(path)
-        except OSError:
-            return "-"
-        youngest = max(youngest, st.st_mtime_ns)
-        return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
-
+    by_fd = os.stat in os.supports_dir_fd and os.listdir in os.supports_fd
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    suffixes = _SUFFIXES
     for entry in search_path:
-        parts.append(f"P{entry}")
+        add("P" + entry)
+        base = entry or "."
+        fd = -1
         try:
-            with os.scandir(entry or ".") as listing:
-                names = sorted(
-                    e.name for e in listing if e.name.endswith((".dist-info", ".egg-info"))
-                )
+            if by_fd:
+                fd = os.open(base, flags)
+                names = os.listdir(fd)
+            else:
+                names = os.listdir(base)
         except NotADirectoryError:
-            parts.append(stat_part(entry))  # a zip file on sys.path
+            # A zip file on sys.path.
+            try:
+                st = os.stat(entry)
+            except OSError:
+                add(-1)
+            else:
+                youngest = max(youngest, st.st_mtime_ns)
+                parts += (st.st_size, st.st_mtime_ns, st.st_ino)
             continue
         except OSError:
             continue  # missing or unreadable: importlib.metadata sees nothing there either
-        base = entry or "."
-        for name in names:
-            meta = os.path.join(base, name)
-            parts.append(f"D{name}{stat_part(meta)}")
-            parts.append(stat_part(os.path.join(meta, "entry_points.txt")))
-    digest = hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).digest()
-    return digest, youngest
+        try:
+            egg = base.lower().endswith(".egg")
+            names = sorted(
+                n
+                for n in names
+                if n.endswith(suffixes)
+                or n.lower().endswith(suffixes)
+                or (egg and n.lower() == "egg-info")
+            )
+            for name in names:
+                add("D" + name)
+                if fd >= 0:
+                    where, points, dir_fd = name, name + "/entry_points.txt", fd
+                else:
+                    where = os.path.join(base, name)
+                    points, dir_fd = os.path.join(where, "entry_points.txt"), None
+                for path in (where, points):
+                    try:
+                        st = os.stat(path, dir_fd=dir_fd)
+                    except OSError:
+                        add(-1)
+                    else:
+                        mtime = st.st_mtime_ns
+                        if mtime > youngest:
+                            youngest = mtime
+                        parts += (st.st_size, mtime, st.st_ino)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+    return parts, youngest
 
 
-def _read_index(index_file: str, fingerprint: bytes) -> list[PluginEntry] | None:
+def _read_index(index_file: str, fingerprint: list[str | int]) -> list[PluginEntry] | None:
     try:
-        with open(index_file, "rb") as handle:
-            data = marshal.load(handle)
-        fmt, stored_fingerprint, rows = data
+        fd = os.open(index_file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        _log_unreadable(index_file, error)
+        return None
+    try:
+        st = os.fstat(fd)
+        chunks = []
+        while True:
+            chunk = os.read(fd, max(st.st_size, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError as error:
+        _log_unreadable(index_file, error)
+        return None
+    finally:
+        os.close(fd)
+    try:
+        fmt, stored_fingerprint, rows = marshal.loads(b"".join(chunks))
         if fmt != INDEX_FORMAT:
             return None
         if stored_fingerprint != fingerprint:
             return None
         entries = [PluginEntry(*row) for row in rows]
-    except FileNotFoundError:
-        return None
     except Exception as error:  # corrupt, truncated, from another format: rebuild
-        logger.info("Ignoring unreadable plugin index %s (%s); rebuilding it.", index_file, error)
+        _log_unreadable(index_file, error)
         return None
-    try:
-        os.utime(index_file)  # recently used: kept by _clean
-    except OSError:
-        pass
+    if time.time() - st.st_mtime > TOUCH_SECONDS:
+        try:
+            os.utime(index_file)  # recently used: kept by _clean
+        except OSError:
+            pass
     return entries
 
 
-def _write_index(index_file: str, fingerprint: bytes, entries: list[PluginEntry]) -> None:
-    import tempfile  # here, not at the top: most starts only read the index
+def _log_unreadable(index_file: str, error: BaseException) -> None:
+    _log(
+        "tocsin.discovery",
+        20,
+        "Ignoring unreadable plugin index %s (%s); rebuilding it.",
+        index_file,
+        error,
+    )
 
+
+def _write_index(index_file: str, fingerprint: list[str | int], entries: list[PluginEntry]) -> None:
     directory = os.path.dirname(index_file)
     rows = [(e.name, e.value, e.distribution, e.version, e.location) for e in entries]
     try:
         os.makedirs(directory, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        temporary, handle = _temporary_file(directory)
         try:
             with os.fdopen(handle, "wb") as out:
                 marshal.dump((INDEX_FORMAT, fingerprint, rows), out)
@@ -249,9 +630,28 @@ def _write_index(index_file: str, fingerprint: bytes, entries: list[PluginEntry]
             os.unlink(temporary)
             raise
     except OSError as error:
-        logger.info("Cannot write plugin index %s (%s); going on without it.", index_file, error)
+        _log(
+            "tocsin.discovery",
+            20,
+            "Cannot write plugin index %s (%s); going on without it.",
+            index_file,
+            error,
+        )
         return
     _clean(directory, keep=index_file)
+
+
+def _temporary_file(directory: str) -> tuple[str, int]:
+    """A new, private ``.tmp-*`` file in *directory* (tempfile.mkstemp, without
+    importing tempfile): its path and an open descriptor."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = os.path.join(directory, f".tmp-{os.urandom(8).hex()}")
+        try:
+            return path, os.open(path, flags, 0o600)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"No usable temporary file name in {directory}")
 
 
 def _clean(directory: str, keep: str) -> None:

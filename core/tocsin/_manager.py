@@ -6,33 +6,44 @@ with a :class:`pluggy.PluginManager` (so it may also implement tocsin's lifecycl
 hooks), records exactly which connections it owns, and disconnects or restores exactly
 those when the plugin is disabled or enabled.  A disabled plugin is blocked in pluggy,
 and a plugin disabled before it was ever imported is never imported.
+
+pluggy itself is imported only when something needs it: a plugin that implements a
+hook (or might: anything but a plain module without a hook-marked function), or a
+caller of :attr:`PluginManager.hook` / :attr:`PluginManager.pluggy_manager`.  Until
+then the manager keeps pluggy's name registry itself, exactly as pluggy would, and
+hands it over when pluggy is brought in, so nothing can tell the difference — except
+the import time of pluggy and ``inspect``, which most starts never pay.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
-import threading
 import types
-import warnings
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Mapping
 
-import pluggy
-
-from tocsin import _hookspecs
-from tocsin._discovery import Discovery, PluginEntry, discover
+from tocsin._discovery import Discovery, PluginEntry, _Record, discover
 from tocsin._errors import TocsinError
+from tocsin._refs import early_logger, log
 from tocsin._settings import PluginSettings, resolve_settings
-from tocsin._signal import (
-    ReceiverMark,
-    Signal,
-    _Connection,
-    _in_class_body,
-    declared_receivers,
-)
+from tocsin._signal import _in_class_body, declared_receivers
+
+try:  # threading.RLock is this class; threading itself is slower to import
+    from _thread import RLock
+except ImportError:  # pragma: no cover - an interpreter without it
+    from threading import RLock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Iterator, Sequence
+    from dataclasses import dataclass as _record
+    from typing import Any
+
+    import pluggy
+
+    from tocsin._signal import ReceiverMark, Signal, _Connection
+else:
+    from tocsin._discovery import _record
 
 __all__ = [
     "OwnedReceiver",
@@ -42,9 +53,10 @@ __all__ = [
     "TocsinPluginWarning",
 ]
 
-logger = logging.getLogger("tocsin.plugins")
-
+LOGGER = "tocsin.plugins"
 DEFAULT_GROUP = "tocsin.plugins"
+_DEBUG, _INFO, _WARNING, _ERROR = 10, 20, 30, 40
+early_logger(LOGGER)
 
 
 class PluginLoadError(TocsinError):
@@ -64,8 +76,8 @@ class TocsinPluginWarning(UserWarning):
     """Something about the installed plugins needs a person's attention."""
 
 
-@dataclass(frozen=True)
-class OwnedReceiver:
+@_record(frozen=True)
+class OwnedReceiver(_Record):
     """A receiver a plugin declares, and whether the plugin's connection is live."""
 
     signal: Signal
@@ -75,9 +87,26 @@ class OwnedReceiver:
     priority: int
     connected: bool
 
+    def __init__(
+        self,
+        signal: Signal,
+        receiver: Callable[..., Any],
+        sender: Any,
+        dispatch_uid: Hashable | None,
+        priority: int,
+        connected: bool,
+    ):
+        values = self.__dict__
+        values["signal"] = signal
+        values["receiver"] = receiver
+        values["sender"] = sender
+        values["dispatch_uid"] = dispatch_uid
+        values["priority"] = priority
+        values["connected"] = connected
 
-@dataclass(frozen=True)
-class PluginInfo:
+
+@_record(frozen=True)
+class PluginInfo(_Record):
     """A snapshot of what the manager knows about one plugin."""
 
     name: str
@@ -90,31 +119,112 @@ class PluginInfo:
     entry_point: str | None
     plugin: object | None
 
+    def __init__(
+        self,
+        name: str,
+        distribution: str | None,
+        version: str | None,
+        enabled: bool,
+        loaded: bool,
+        error: BaseException | None,
+        receivers: tuple[OwnedReceiver, ...],
+        entry_point: str | None,
+        plugin: object | None,
+    ):
+        values = self.__dict__
+        values["name"] = name
+        values["distribution"] = distribution
+        values["version"] = version
+        values["enabled"] = enabled
+        values["loaded"] = loaded
+        values["error"] = error
+        values["receivers"] = receivers
+        values["entry_point"] = entry_point
+        values["plugin"] = plugin
 
-class _PluggyManager(pluggy.PluginManager):
-    """pluggy's manager, with a fast "no" for the common attribute of the common plugin.
 
-    ``register()`` asks :meth:`parse_hookimpl_opts` about every attribute of a plugin,
-    and pluggy answers through :func:`inspect.getattr_static` (some 10 us a call; a
-    module has a dozen attributes, so 300 plugins spent ~30 ms there at startup).  For
-    a plain module and a name that ``ModuleType`` does not define itself, that lookup
-    is the module's ``__dict__`` entry, so an entry that cannot be a hook
-    implementation is answered from there.  Everything that might be one goes to
-    pluggy unchanged.
-    """
+_PluggyManager: Any = None  # the class below, defined once pluggy is imported
 
-    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
-        if type(plugin) is types.ModuleType and name not in _MODULE_TYPE_NAMES:
-            value = plugin.__dict__.get(name, _ABSENT)
-            if type(value) is types.FunctionType:
-                own = value.__dict__
-                if self.project_name + "_impl" not in own and "__func__" not in own:
-                    return None  # an unmarked function
-            elif value is not _ABSENT and not isinstance(
-                value, (staticmethod, classmethod, types.MethodType)
-            ):
-                return None  # not hookable at all (pluggy skips these too)
-        return super().parse_hookimpl_opts(plugin, name)
+
+def _new_pluggy_manager() -> pluggy.PluginManager:
+    """A pluggy manager for tocsin's hooks (this imports pluggy)."""
+    global _PluggyManager
+    if _PluggyManager is None:
+        _PluggyManager = _define_pluggy_manager()
+    from tocsin import _hookspecs
+
+    pm: pluggy.PluginManager = _PluggyManager(_hookspecs.PROJECT)
+    pm.add_hookspecs(_hookspecs)
+    return pm
+
+
+def _define_pluggy_manager() -> type[pluggy.PluginManager]:
+    import pluggy
+
+    class _PluggyManager(pluggy.PluginManager):
+        """pluggy's manager, with a fast "no" for the common attribute of the common
+        plugin.
+
+        ``register()`` asks :meth:`parse_hookimpl_opts` about every attribute of a
+        plugin, and pluggy answers through :func:`inspect.getattr_static` (some 10 us a
+        call; a module has a dozen attributes, so 300 plugins spent ~30 ms there at
+        startup).  For a plain module and a name that ``ModuleType`` does not define
+        itself, that lookup is the module's ``__dict__`` entry, so an entry that cannot
+        be a hook implementation is answered from there (see :func:`_hookable`).
+        Everything that might be one goes to pluggy unchanged.  While ``replaying`` (the
+        registrations the manager made before pluggy was needed, see
+        :meth:`PluginManager._pluggy`), every answer is "no": those plugins had none.
+        """
+
+        replaying = False
+
+        def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+            if self.replaying:
+                return None
+            if type(plugin) is types.ModuleType and name not in _MODULE_TYPE_NAMES:
+                value = plugin.__dict__.get(name, _ABSENT)
+                if value is not _ABSENT and not _hookable(value, self.project_name):
+                    return None
+            return super().parse_hookimpl_opts(plugin, name)
+
+    return _PluggyManager
+
+
+def _hookable(value: object, project: str = "tocsin") -> bool:
+    """Whether pluggy might find a hook implementation in a module attribute *value*:
+    a function marked by the project's ``hookimpl`` (or with a ``__func__``), or a
+    static, class or bound method.  Anything else pluggy skips too."""
+    if type(value) is types.FunctionType:
+        own = value.__dict__
+        return bool(own) and (project + "_impl" in own or "__func__" in own)
+    return isinstance(value, _METHOD_TYPES)
+
+
+_METHOD_TYPES = (staticmethod, classmethod, types.MethodType)
+
+
+def _surely_no_hookimpls(plugin: object) -> bool:
+    """Whether ``pluggy.PluginManager.register(plugin)`` would certainly find no hook
+    implementation (as :class:`_PluggyManager` decides); False when unsure."""
+    if type(plugin) is not types.ModuleType:
+        return False
+    namespace = plugin.__dict__
+    if "__dir__" in namespace:
+        return False  # dir() is the module's own: names pluggy would look at unseen
+    function = types.FunctionType
+    for name, value in namespace.items():
+        kind = type(value)
+        if kind is str or kind is dict or value is None:
+            continue  # a docstring, a path, __builtins__: never a hook, whatever the name
+        if name in _MODULE_TYPE_NAMES:
+            return False  # pluggy looks these names up itself
+        if kind is function:
+            own = value.__dict__
+            if own and ("tocsin_impl" in own or "__func__" in own):
+                return False
+        elif isinstance(value, _METHOD_TYPES):
+            return False
+    return True
 
 
 _ABSENT = object()
@@ -191,12 +301,16 @@ class PluginManager(Mapping[str, PluginInfo]):
             "pyproject": pyproject,
         }
         self._use_cache = use_cache
-        self._lock = threading.RLock()
+        self._lock = RLock()
         self._plugins: dict[str, _Plugin] = {}
         self._forgotten: set[str] = set()
         self._reported: set[tuple[str, ...]] = set()
-        self._pm = _PluggyManager(_hookspecs.PROJECT)
-        self._pm.add_hookspecs(_hookspecs)
+        # pluggy's manager, once something needs it; until then, what pluggy's name
+        # registry would hold (name -> plugin, None for a blocked name) and the ids of
+        # those plugins (all plain modules without hook implementations).
+        self._pluggy_pm: pluggy.PluginManager | None = None
+        self._names: dict[str, object | None] | None = {}
+        self._named_ids: set[int] = set()
         self.last_discovery: Discovery | None = None
 
     def __repr__(self) -> str:
@@ -229,12 +343,92 @@ class PluginManager(Mapping[str, PluginInfo]):
     @property
     def hook(self) -> pluggy.HookRelay:
         """pluggy's hook relay, to call tocsin's (or your own) hooks on enabled plugins."""
-        return self._pm.hook
+        return self._pluggy().hook
 
     @property
     def pluggy_manager(self) -> pluggy.PluginManager:
         """The pluggy manager underneath (for ``add_hookspecs`` of your own hooks)."""
-        return self._pm
+        return self._pluggy()
+
+    @property
+    def _pm(self) -> pluggy.PluginManager:
+        return self._pluggy()
+
+    # -- pluggy, brought in when needed -------------------------------------------------
+
+    def _pluggy(self) -> pluggy.PluginManager:
+        """pluggy's manager, made (importing pluggy) on first use and given the names
+        registered and blocked so far, in their order, as if it had been there all
+        along."""
+        pm = self._pluggy_pm
+        if pm is not None:
+            return pm
+        with self._lock:
+            pm = self._pluggy_pm
+            if pm is None:
+                names = self._names
+                assert names is not None
+                pm = _new_pluggy_manager()
+                pm.replaying = True  # type: ignore[attr-defined]
+                try:
+                    for name, plugin in names.items():
+                        if plugin is None:
+                            pm.set_blocked(name)
+                        else:
+                            pm.register(plugin, name=name)
+                finally:
+                    pm.replaying = False  # type: ignore[attr-defined]
+                self._names = None
+                self._named_ids.clear()
+                self._pluggy_pm = pm
+        return pm
+
+    # What the manager asks of pluggy, answered without it while it is not needed:
+    # these mirror pluggy's own bookkeeping of names (``_name2plugin``), lock held.
+
+    def _is_blocked(self, name: str) -> bool:
+        names = self._names
+        if names is None:
+            return self._pluggy().is_blocked(name)
+        return name in names and names[name] is None
+
+    def _set_blocked(self, name: str) -> None:
+        names = self._names
+        if names is None:
+            self._pluggy().set_blocked(name)
+            return
+        plugin = names.get(name)
+        if plugin is not None:  # pluggy unregisters it, then blocks the name
+            del names[name]
+            self._named_ids.discard(id(plugin))
+        names[name] = None
+
+    def _unblock(self, name: str) -> None:
+        names = self._names
+        if names is None:
+            self._pluggy().unblock(name)
+            return
+        plugin = names.pop(name, None)
+        if plugin is not None:
+            self._named_ids.discard(id(plugin))
+
+    def _register(self, plugin: object, name: str) -> None:
+        names = self._names
+        if (
+            names is not None
+            and name not in names
+            and id(plugin) not in self._named_ids
+            and _surely_no_hookimpls(plugin)
+        ):
+            names[name] = plugin
+            self._named_ids.add(id(plugin))
+            return
+        # Hooks, maybe; or a refusal, which pluggy words.
+        self._pluggy().register(plugin, name=name)
+
+    def _call_hook(self, hook: str, **kwargs: Any) -> None:
+        if self._names is None:  # else no plugin implements any hook
+            getattr(self._pluggy().hook, hook)(**kwargs)
 
     def settings(self) -> PluginSettings:
         """The switches ``load()`` would use now, with where each one came from."""
@@ -265,8 +459,8 @@ class PluginManager(Mapping[str, PluginInfo]):
                 plugin = _Plugin(entry.name, entry)
                 self._plugins[entry.name] = plugin
                 if not settings.wants(entry.name):
-                    self._pm.set_blocked(entry.name)
-                    logger.debug("Plugin %r is installed but not enabled.", entry.name)
+                    self._set_blocked(entry.name)
+                    log(LOGGER, _DEBUG, "Plugin %r is installed but not enabled.", entry.name)
                     continue
                 try:
                     self._enable(plugin)
@@ -325,8 +519,8 @@ class PluginManager(Mapping[str, PluginInfo]):
             plugin = self._get(name)
             if plugin.enabled:
                 self._disable(plugin)
-            if self._pm.is_blocked(name):
-                self._pm.unblock(name)
+            if self._is_blocked(name):
+                self._unblock(name)
             del self._plugins[name]
             if plugin.entry is not None:
                 self._forgotten.add(name)
@@ -354,8 +548,8 @@ class PluginManager(Mapping[str, PluginInfo]):
             plugin = self._get(name)
             if plugin.enabled:
                 self._disable(plugin)
-            if not self._pm.is_blocked(name):
-                self._pm.set_blocked(name)
+            if not self._is_blocked(name):
+                self._set_blocked(name)
 
     def _enable(self, plugin: _Plugin, report: bool = True) -> None:
         """Import (if needed), register and connect; undo everything on failure."""
@@ -366,12 +560,12 @@ class PluginManager(Mapping[str, PluginInfo]):
         elif not plugin.declared:
             plugin.declared = _declared_by(plugin.obj, [])
         try:
-            if self._pm.is_blocked(name):
-                self._pm.unblock(name)
-            self._pm.register(plugin.obj, name=name)
+            if self._is_blocked(name):
+                self._unblock(name)
+            self._register(plugin.obj, name)
         except Exception as error:
             self._release(plugin)
-            self._pm.set_blocked(name)
+            self._set_blocked(name)
             if fresh_import:
                 # ``@receiver`` connected the plugin's functions as its module ran;
                 # the plugin never owned them, so _release() did not disconnect them.
@@ -385,15 +579,15 @@ class PluginManager(Mapping[str, PluginInfo]):
         self._connect(plugin)
         plugin.enabled = True
         try:
-            self._pm.hook.tocsin_plugin_enabled(manager=self, name=name)
+            self._call_hook("tocsin_plugin_enabled", manager=self, name=name)
         except Exception as error:
             # A plugin that cannot set itself up is a failed plugin: undo, isolate.
             self._release(plugin)
             plugin.enabled = False
-            self._pm.set_blocked(name)
+            self._set_blocked(name)
             what = "could not be enabled (a tocsin_plugin_enabled hook raised)"
             raise self._failed(plugin, error, what, report, 4) from error
-        logger.info("Enabled plugin %r (%d receivers).", name, len(plugin.owned))
+        log(LOGGER, _INFO, "Enabled plugin %r (%d receivers).", name, len(plugin.owned))
 
     def _import(
         self, plugin: _Plugin, report: bool
@@ -425,7 +619,9 @@ class PluginManager(Mapping[str, PluginInfo]):
             f"It is disabled; the other plugins are unaffected."
         )
         if report:
-            logger.warning(message, exc_info=error)
+            import warnings
+
+            log(LOGGER, _WARNING, message, exc_info=error)
             warnings.warn(message, TocsinPluginWarning, stacklevel=depth)
         return PluginLoadError(message, plugin.name)
 
@@ -440,7 +636,9 @@ class PluginManager(Mapping[str, PluginInfo]):
             if connection is not None:
                 plugin.owned[index] = connection
             elif mark.dispatch_uid is not None:
-                logger.warning(
+                log(
+                    LOGGER,
+                    _WARNING,
                     "Plugin %r: receiver %s was not connected to %r, because dispatch_uid "
                     "%r is already taken.",
                     plugin.name,
@@ -456,18 +654,21 @@ class PluginManager(Mapping[str, PluginInfo]):
 
     def _disable(self, plugin: _Plugin) -> None:
         try:
-            self._pm.hook.tocsin_plugin_disabled(manager=self, name=plugin.name)
+            self._call_hook("tocsin_plugin_disabled", manager=self, name=plugin.name)
         except Exception:
             # Disabling must not be vetoed by a failing clean-up: report it, go on.
-            logger.exception(
+            log(
+                LOGGER,
+                _ERROR,
                 "A tocsin_plugin_disabled hook raised while disabling plugin %r; it is "
                 "disabled all the same.",
                 plugin.name,
+                exc_info=True,
             )
         self._release(plugin)
         plugin.enabled = False
-        self._pm.set_blocked(plugin.name)
-        logger.info("Disabled plugin %r.", plugin.name)
+        self._set_blocked(plugin.name)
+        log(LOGGER, _INFO, "Disabled plugin %r.", plugin.name)
 
     # -- reporting --------------------------------------------------------------------
 
@@ -475,7 +676,9 @@ class PluginManager(Mapping[str, PluginInfo]):
         if key in self._reported:
             return
         self._reported.add(key)
-        logger.warning(message)
+        import warnings
+
+        log(LOGGER, _WARNING, message)
         warnings.warn(message, TocsinPluginWarning, stacklevel=4)
 
     def _report_clashes(self, found: Discovery) -> None:
@@ -527,31 +730,80 @@ def _declared_by(
     found: dict[tuple[int, int], tuple[Callable[..., Any], ReceiverMark]] = {}
     if isinstance(obj, types.ModuleType):
         package = obj.__name__.partition(".")[0]
-
-        def ours(func: Any) -> bool:
+        prefix = package + "."
+        for func, marks in recorded:
             module = getattr(func, "__module__", None) or ""
-            return module == package or module.startswith(package + ".")
-
-        candidates = [(func, marks) for func, marks in recorded if ours(func) and not _method(func)]
-        for attribute in dir(obj):
-            value = getattr(obj, attribute, None)
-            marks = getattr(value, "__tocsin_receivers__", None)
-            if marks and callable(value) and ours(value) and not _method(value):
-                candidates.append((value, marks))
+            if (module == package or module.startswith(prefix)) and not _method(func):
+                _add_declared(found, func, marks)
+        for value, marks in _marked_attributes(obj):
+            if not callable(value):
+                continue
+            target = id(_underlying(value))
+            if all((target, id(mark)) in found for mark in marks):
+                continue  # declared already, with every one of these marks
+            module = getattr(value, "__module__", None) or ""
+            if (module == package or module.startswith(prefix)) and not _method(value):
+                _add_declared(found, value, marks)
     else:
-        candidates = []
         for attribute in dir(obj):
             if attribute.startswith("__"):
                 continue
             value = getattr(obj, attribute, None)
-            marks = getattr(value, "__tocsin_receivers__", None)
-            if marks and callable(value):
-                candidates.append((value, marks))
-    for func, marks in candidates:
-        for mark in marks:
-            key = (id(getattr(func, "__func__", func)), id(mark))
-            found.setdefault(key, (func, mark))
+            declared = getattr(value, "__tocsin_receivers__", None)
+            if declared and callable(value):
+                _add_declared(found, value, declared)
     return list(found.values())
+
+
+def _underlying(func: Any) -> Any:
+    """What a (bound) receiver is declared as: ``func.__func__`` if it has one."""
+    if type(func) is types.FunctionType:
+        return func.__dict__.get("__func__", func)
+    return getattr(func, "__func__", func)
+
+
+def _add_declared(
+    found: dict[tuple[int, int], tuple[Callable[..., Any], ReceiverMark]],
+    func: Callable[..., Any],
+    marks: list[ReceiverMark],
+) -> None:
+    target = id(_underlying(func))
+    for mark in marks:
+        found.setdefault((target, id(mark)), (func, mark))
+
+
+def _marked_attributes(module: types.ModuleType) -> list[tuple[Any, Any]]:
+    """(value, marks) of the module's attributes with ``@receiver`` marks, in ``dir()``
+    order: what ``getattr(module, name)`` for each name of ``dir(module)`` finds."""
+    namespace = module.__dict__
+    if type(module) is not types.ModuleType or "__dir__" in namespace:
+        # dir() or attribute access of the module's own making: ask them.
+        found = []
+        for attribute in dir(module):
+            value = getattr(module, attribute, None)
+            marks = getattr(value, "__tocsin_receivers__", None)
+            if marks:
+                found.append((value, marks))
+        return found
+    # A plain module: dir() is its namespace, sorted, and getattr() reads the namespace
+    # (ModuleType's own data descriptors, __dict__ and __class__, carry no marks).  Only
+    # callables can be receivers, so nothing else is asked for marks.
+    named = []
+    function = types.FunctionType
+    for attribute, value in list(namespace.items()):
+        if not callable(value):
+            continue
+        if type(value) is function:
+            marks = value.__dict__.get("__tocsin_receivers__")
+        elif attribute == "__dict__" or attribute == "__class__":
+            continue
+        else:
+            marks = getattr(value, "__tocsin_receivers__", None)
+        if marks:
+            named.append((attribute, value, marks))
+    if len(named) > 1:
+        named.sort(key=lambda item: item[0])
+    return [(value, marks) for _, value, marks in named]
 
 
 def _undo_failed_import(

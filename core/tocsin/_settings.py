@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
 
+from tocsin._discovery import _Record
 from tocsin._errors import TocsinError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from dataclasses import dataclass as _record
+    from pathlib import Path
+    from typing import Any, ClassVar
+else:
+    from tocsin._discovery import _record
 
 __all__ = ["PluginConfigError", "PluginSettings", "resolve_settings"]
 
@@ -41,15 +48,42 @@ class PluginConfigError(TocsinError, ValueError):
     """A plugin setting has a value tocsin cannot use; the message says where."""
 
 
-@dataclass(frozen=True)
-class PluginSettings:
+#: PluginSettings(sources=...) left out: a new empty dict each time.
+_NEW_DICT: Any = object()
+
+
+@_record(frozen=True)
+class PluginSettings(_Record):
     """The resolved switches, and for each one the source it came from."""
 
-    autoload: bool = True
-    disabled: frozenset[str] = frozenset()
-    allowed: frozenset[str] | None = None
-    strict: bool = False
-    sources: Mapping[str, str] = field(default_factory=dict)
+    autoload: bool
+    disabled: frozenset[str]
+    allowed: frozenset[str] | None
+    strict: bool
+    sources: Mapping[str, str]
+
+    _defaults: ClassVar[dict[str, Any]] = {
+        "autoload": True,
+        "disabled": frozenset(),
+        "allowed": None,
+        "strict": False,
+    }
+    _factories: ClassVar[dict[str, Callable[[], Any]]] = {"sources": dict}
+
+    def __init__(
+        self,
+        autoload: bool = True,
+        disabled: frozenset[str] = frozenset(),
+        allowed: frozenset[str] | None = None,
+        strict: bool = False,
+        sources: Mapping[str, str] = _NEW_DICT,
+    ):
+        values = self.__dict__
+        values["autoload"] = autoload
+        values["disabled"] = disabled
+        values["allowed"] = allowed
+        values["strict"] = strict
+        values["sources"] = {} if sources is _NEW_DICT else sources
 
     def wants(self, name: str) -> bool:
         """Whether *name* should be enabled by ``load()``."""
@@ -143,28 +177,53 @@ def _as_names(value: object, where: str) -> frozenset[str]:
 
 def find_pyproject(start: Path | None = None) -> Path | None:
     """The nearest ``pyproject.toml`` from *start* (the working directory) upwards."""
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        candidate = folder / "pyproject.toml"
-        if candidate.is_file():
+    from pathlib import Path
+
+    found = _find_pyproject(os.path.realpath(start if start is not None else os.getcwd()))
+    return None if found is None else Path(found)
+
+
+def _find_pyproject(folder: str) -> str | None:
+    """:func:`find_pyproject` on strings, without pathlib: *folder* is absolute and
+    resolved; the answer is ``str()`` of what find_pyproject returns."""
+    while True:
+        candidate = os.path.join(folder, "pyproject.toml")
+        if os.path.isfile(candidate):
             return candidate
-    return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def _path_text(path: str | os.PathLike[str]) -> str:
+    """``str(pathlib.Path(path))``: the name messages and sources give the file."""
+    if type(path) is str and os.sep == "/" and path and path == os.path.normpath(path):
+        return path  # nothing pathlib would tidy (no "//", "/./", trailing "/")
+    from pathlib import Path
+
+    return str(Path(path))
 
 
 def _pyproject_table(
     pyproject: str | os.PathLike[str] | None,
 ) -> tuple[Mapping[str, Any], str]:
-    path = Path(pyproject) if pyproject is not None else find_pyproject()
-    if path is None:
-        return {}, ""
+    if pyproject is not None:
+        path = _path_text(pyproject)
+    else:
+        found = _find_pyproject(os.path.realpath(os.getcwd()))
+        if found is None:
+            return {}, ""
+        path = found
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
     except OSError as error:
         if pyproject is not None:
             raise PluginConfigError(f"Cannot read {path}: {error}") from error
         return {}, ""
     if "tocsin" not in text:  # skip parsing the usual pyproject.toml that has no table
-        return {}, str(path)
+        return {}, path
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
@@ -182,4 +241,4 @@ def _pyproject_table(
             f"[tool.tocsin] in {path} has unknown keys {', '.join(unknown)}; "
             f"known keys: {', '.join(sorted(_TABLE_KEYS))}."
         )
-    return table, str(path)
+    return table, path

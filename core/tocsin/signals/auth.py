@@ -1,9 +1,14 @@
 """Login and logout signals, as ``django.contrib.auth.signals`` declares them.
 
-Who sends them: authentication code — yours, or a framework bridge relaying its
-framework's own login events.  No integration shipped in this distribution sends them
-yet; they are declared here so that receivers written against Django's names work
-unchanged.
+Who sends them:
+
+* :mod:`tocsin.contrib.django` relays Django's own three (``django.contrib.auth``
+  sends them from ``login()``, ``logout()`` and ``authenticate()``), with Django's
+  sender and arguments;
+* :mod:`tocsin.contrib.flask` relays Flask-Login's ``user_logged_in`` and
+  ``user_logged_out`` (sender: the user's class).  Flask-Login has no login-failed
+  signal: a login view sends ``user_login_failed`` itself;
+* your own authentication code, with the same names Django receivers expect.
 
 ``user_login_failed`` never hands secrets to its receivers: it is a
 :class:`CredentialsSignal`, whose every send method replaces ``credentials`` by

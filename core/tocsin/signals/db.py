@@ -1,7 +1,12 @@
 """Database wrapper signals, as ``django.db.backends.signals`` declares them.
 
-Who sends it: a database integration, when it opens a connection.  No integration
-shipped in this distribution sends it yet (the project plans SQLAlchemy hooks).
+Who sends it:
+
+* :mod:`tocsin.contrib.sqlalchemy`, for each new DBAPI connection of an engine wired
+  with ``connect_signals(engine)`` (sender: the engine's dialect class; it adds
+  ``using``, the engine's alias);
+* :mod:`tocsin.contrib.django`, relaying Django's own ``connection_created`` (sender:
+  the database wrapper class).
 """
 
 from __future__ import annotations

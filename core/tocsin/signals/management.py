@@ -1,8 +1,13 @@
 """Management signals, as ``django.db.models.signals`` declares ``pre_migrate`` and
 ``post_migrate``.
 
-Who sends them: a migration tool, around a migration run.  No integration shipped in
-this distribution sends them yet (the project plans Alembic hooks and a Django bridge).
+Who sends them:
+
+* :mod:`tocsin.contrib.alembic`: :func:`~tocsin.contrib.alembic.migration_signals`
+  around an Alembic run in ``env.py`` (``plan`` lists the revisions, ``apps`` is the
+  ``target_metadata``);
+* :mod:`tocsin.contrib.django`, relaying Django's own, which ``migrate`` sends per
+  application.
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
 """Model signals, as ``django.db.models.signals`` declares them.
 
-Who sends them: an ORM integration, around model construction, saving and deletion.
-No integration shipped in this distribution sends them yet (the project plans
-SQLAlchemy hooks and a Django bridge); they are declared here so that receivers written
-against Django's names work unchanged, and so your own persistence code can send them.
+Who sends them:
+
+* :mod:`tocsin.contrib.sqlalchemy`, for the models wired with ``connect_signals()``:
+  every signal here, from SQLAlchemy's ORM events (its module documentation says
+  which event sends which signal, and where SQLAlchemy differs from Django);
+* :mod:`tocsin.contrib.django`, relaying Django's own, with Django's senders and
+  arguments;
+* your own persistence code, which may send them too: receivers written against
+  Django's names work unchanged.
 """
 
 from __future__ import annotations

@@ -1,9 +1,18 @@
 """Request/response signals, as ``django.core.signals`` declares them.
 
-Who sends them: :class:`tocsin.contrib.wsgi.SignalsMiddleware` and
-:class:`tocsin.contrib.asgi.SignalsMiddleware`, around every request they serve (HTTP,
-and WebSocket for ASGI).  The middleware's module documentation says exactly when, and
-what happens when a receiver raises.
+Who sends them:
+
+* :class:`tocsin.contrib.wsgi.SignalsMiddleware` and
+  :class:`tocsin.contrib.asgi.SignalsMiddleware`, around every request they serve
+  (HTTP, and WebSocket for ASGI), with the arguments described below.  The
+  middleware's module documentation says exactly when, and what happens when a
+  receiver raises;
+* :mod:`tocsin.contrib.flask`, relaying Flask's own request signals (``sender``: the
+  application; ``environ``, ``response``, ``request`` and ``exception`` as Flask
+  provides them);
+* :mod:`tocsin.contrib.django`, relaying Django's own with Django's senders and
+  arguments (its handler class; ``environ`` or ``scope``; for
+  ``got_request_exception``, ``request`` is Django's ``HttpRequest``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """Test signals, as ``django.test.signals`` declares ``setting_changed``.
 
-Who sends it: :func:`tocsin.testing.override_settings`, when it applies a value and
-again when it restores one.
+Who sends it:
+
+* :func:`tocsin.testing.override_settings`, when it applies a value and again when it
+  restores one;
+* :mod:`tocsin.contrib.django`, relaying Django's own ``setting_changed`` (Django's
+  ``override_settings`` and ``modify_settings``), with Django's sender and arguments.
 """
 
 from __future__ import annotations
