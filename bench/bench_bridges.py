@@ -1,5 +1,5 @@
-"""Bridges benchmark: what the Django app and the Flask extension add to each request
-when no tocsin receiver listens.
+"""Bridges benchmark: what the Django app and the Flask extension add to each request,
+when no tocsin receiver listens and when one does.
 
     .venv/bin/python bench/bench_bridges.py [--quick]
 
@@ -7,12 +7,20 @@ when no tocsin receiver listens.
 ``HttpResponse``) with ``tocsin.contrib.django`` installed (``TOCSIN = {"autoload":
 False}``, so no plugin adds receivers).  Each request calls Django's ``WSGIHandler``
 directly with a fresh environ, reads the body and closes the response (which sends
-``request_finished``).  The two states compared:
+``request_finished``).  The states compared:
 
-* *without tocsin*: every relay disconnected (:func:`~tocsin.contrib.django.relay.
-  disconnect_relays`), so Django's signals have exactly the receivers they would have
-  without the app;
-* *with tocsin*: every relay connected, as ``TocsinConfig`` leaves them.
+* *without tocsin* (the baseline): every relay disabled
+  (:func:`~tocsin.contrib.django.relay.disconnect_relays`), so Django's signals have
+  exactly the receivers they would have without the app;
+* *no receiver*: every relay enabled, as ``TocsinConfig`` leaves them, and no tocsin
+  receiver: a relay is connected only while its tocsin signal has a receiver, so none
+  is;
+* *receiver, other sender*: one tocsin receiver on every relayed signal, for a sender
+  that is never sent: every relay is connected, asks ``has_listeners(sender)`` and
+  sends nothing (the relays' own cost, what every request paid before relays were
+  connected on demand);
+* *receiver*: one no-op tocsin receiver on every relayed signal, for any sender: the
+  relays send, and the receiver is called.
 
 Relays are the app's only per-request work, so the difference is what installing the
 app costs a request.  Also measured: instantiating a model (``ContentType(...)``), since
@@ -21,7 +29,7 @@ query returns.
 
 **Flask.**  An application with one view returning ``"ok"``, with
 ``Tocsin(app)`` (``TOCSIN = {"autoload": False}``), called through ``app.wsgi_app``
-directly; without tocsin = the extension's relays disconnected
+directly, in the same four states; without tocsin = the extension's relays disabled
 (:func:`~tocsin.contrib.flask.disconnect_relays`), so Flask's blinker signals have no
 receivers, as in an application without the extension.
 
@@ -46,6 +54,51 @@ from typing import Any
 from _common import environment, python_description, table, write_results
 
 GOAL = 0.02
+BASELINE = "without tocsin"
+STATES = ("no receiver", "receiver, other sender", "receiver")
+
+
+class Elsewhere:
+    """A sender that is never sent: its receivers connect the relays, and get nothing."""
+
+
+def noop(sender: Any, **named: Any) -> None:
+    return None
+
+
+def bench_states(
+    targets: list[Any], enable: Callable[[], object], disable: Callable[[], object]
+) -> dict[str, Callable[[], object]]:
+    """The setters of the baseline and of STATES, for relays to the tocsin *targets*."""
+
+    def quiet() -> None:
+        for target in targets:
+            target.disconnect(noop)
+            target.disconnect(noop, sender=Elsewhere)
+
+    def listening(sender: Any) -> Callable[[], None]:
+        def setter() -> None:
+            quiet()
+            enable()
+            for target in targets:
+                target.connect(noop, sender=sender, weak=False)
+
+        return setter
+
+    def idle() -> None:
+        quiet()
+        enable()
+
+    def without() -> None:
+        quiet()
+        disable()
+
+    return {
+        BASELINE: without,
+        "no receiver": idle,
+        "receiver, other sender": listening(Elsewhere),
+        "receiver": listening(None),
+    }
 
 
 def best_per_call(
@@ -125,6 +178,7 @@ def bench_django(number: int, rounds: int) -> dict[str, Any]:
     from django.contrib.contenttypes.models import ContentType
     from django.core.handlers.wsgi import WSGIHandler
 
+    from tocsin import signals as catalogue
     from tocsin.contrib.django.relay import RELAYED, connect_relays, disconnect_relays
 
     handler = WSGIHandler()
@@ -150,17 +204,15 @@ def bench_django(number: int, rounds: int) -> dict[str, Any]:
     request()
     assert b"".join(handler({**base, "wsgi.input": io.BytesIO()}, start_response)) == b"ok"
 
-    setters: dict[str, Callable[[], object]] = {
-        "without tocsin": disconnect_relays,
-        "with tocsin": connect_relays,
-    }
+    targets = [getattr(catalogue, name) for name in RELAYED]
+    setters = bench_states(targets, connect_relays, disconnect_relays)
     requests = best_per_call(setters, request, number, rounds)
 
     def instantiate() -> None:
         ContentType(app_label="bench", model="thing")
 
     models = best_per_call(setters, instantiate, number * 10, rounds)
-    connect_relays()
+    setters["no receiver"]()
     return {
         "relays": list(RELAYED),
         "request": requests,
@@ -175,6 +227,7 @@ def bench_flask(number: int, rounds: int) -> dict[str, Any]:
     import flask
     from werkzeug.test import EnvironBuilder
 
+    from tocsin import signals as catalogue
     from tocsin.contrib.flask import Tocsin, connect_relays, disconnect_relays
 
     app = flask.Flask("bench")
@@ -198,31 +251,41 @@ def bench_flask(number: int, rounds: int) -> dict[str, Any]:
             close()
 
     request()
-    setters: dict[str, Callable[[], object]] = {
-        "without tocsin": lambda: disconnect_relays(app),
-        "with tocsin": lambda: connect_relays(app),
-    }
+    targets = [
+        catalogue.request_started,
+        catalogue.request_finished,
+        catalogue.got_request_exception,
+        catalogue.user_logged_in,
+        catalogue.user_logged_out,
+    ]
+    setters = bench_states(targets, lambda: connect_relays(app), lambda: disconnect_relays(app))
     requests = best_per_call(setters, request, number, rounds)
-    connect_relays(app)
+    setters["no receiver"]()
     return {"request": requests}
 
 
 # -- report -------------------------------------------------------------------------
 
 
-def overhead_row(label: str, timing: dict[str, float]) -> list[str]:
-    without, with_ = timing["without tocsin"], timing["with tocsin"]
-    extra = with_ - without
-    share = extra / without
-    verdict = "yes" if share < GOAL else "no"
-    return [
-        label,
-        f"{without * 1e6:.2f}",
-        f"{with_ * 1e6:.2f}",
-        f"{extra * 1e9:+.0f}",
-        f"{share * 100:+.2f}%",
-        verdict,
-    ]
+def overhead_rows(label: str, timing: dict[str, float]) -> list[list[str]]:
+    without = timing[BASELINE]
+    rows = [[label, BASELINE, f"{without * 1e6:.2f}", "", "", ""]]
+    for state in STATES:
+        with_ = timing[state]
+        extra = with_ - without
+        share = extra / without
+        verdict = "yes" if share < GOAL else "no"
+        rows.append(
+            [
+                "",
+                state,
+                f"{with_ * 1e6:.2f}",
+                f"{extra * 1e9:+.0f}",
+                f"{share * 100:+.2f}%",
+                verdict,
+            ]
+        )
+    return rows
 
 
 def check_no_receivers() -> None:
@@ -245,18 +308,18 @@ def main(argv: list[str]) -> int:
     django_results = bench_django(number, rounds)
     flask_results = bench_flask(number, rounds)
     check_no_receivers()
-    headers = ["per call", "without µs", "with µs", "extra ns", "overhead", f"< {GOAL:.0%}"]
+    headers = ["per call", "state", "µs", "extra ns", "overhead", f"< {GOAL:.0%}"]
     rows = [
-        overhead_row("Django request (WSGIHandler)", django_results["request"]),
-        overhead_row("Django model instantiation", django_results["model_init"]),
-        overhead_row("Flask request (app.wsgi_app)", flask_results["request"]),
+        *overhead_rows("Django request (WSGIHandler)", django_results["request"]),
+        *overhead_rows("Django model instantiation", django_results["model_init"]),
+        *overhead_rows("Flask request (app.wsgi_app)", flask_results["request"]),
     ]
     print(
         table(
             headers,
             rows,
             title=(
-                f"Bridges with no tocsin receiver, {python_description()}; min of "
+                f"Bridges' overhead, {python_description()}; min of "
                 f"{rounds} rounds of {number} requests ({number * 10} instantiations)"
             ),
         )

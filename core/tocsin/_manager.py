@@ -6,13 +6,6 @@ with a :class:`pluggy.PluginManager` (so it may also implement tocsin's lifecycl
 hooks), records exactly which connections it owns, and disconnects or restores exactly
 those when the plugin is disabled or enabled.  A disabled plugin is blocked in pluggy,
 and a plugin disabled before it was ever imported is never imported.
-
-pluggy itself is imported only when something needs it: a plugin that implements a
-hook (or might: anything but a plain module without a hook-marked function), or a
-caller of :attr:`PluginManager.hook` / :attr:`PluginManager.pluggy_manager`.  Until
-then the manager keeps pluggy's name registry itself, exactly as pluggy would, and
-hands it over when pluggy is brought in, so nothing can tell the difference — except
-the import time of pluggy and ``inspect``, which most starts never pay.
 """
 
 from __future__ import annotations
@@ -22,6 +15,9 @@ import sys
 import types
 from collections.abc import Iterable, Mapping
 
+import pluggy
+
+from tocsin import _hookspecs
 from tocsin._discovery import Discovery, PluginEntry, _Record, discover
 from tocsin._errors import TocsinError
 from tocsin._refs import early_logger, log
@@ -38,8 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterator, Sequence
     from dataclasses import dataclass as _record
     from typing import Any
-
-    import pluggy
 
     from tocsin._signal import ReceiverMark, Signal, _Connection
 else:
@@ -143,51 +137,31 @@ class PluginInfo(_Record):
         values["plugin"] = plugin
 
 
-_PluggyManager: Any = None  # the class below, defined once pluggy is imported
+class _PluggyManager(pluggy.PluginManager):
+    """pluggy's manager, with a fast "no" for the common attribute of the common plugin.
+
+    ``register()`` asks :meth:`parse_hookimpl_opts` about every attribute of a plugin,
+    and pluggy answers through :func:`inspect.getattr_static` (some 10 us a call; a
+    module has a dozen attributes, so 300 plugins spent ~30 ms there at startup).  For
+    a plain module and a name that ``ModuleType`` does not define itself, that lookup is
+    the module's ``__dict__`` entry, so an entry that cannot be a hook implementation is
+    answered from there (see :func:`_hookable`).  Everything that might be one goes to
+    pluggy unchanged.
+    """
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        if type(plugin) is types.ModuleType and name not in _MODULE_TYPE_NAMES:
+            value = plugin.__dict__.get(name, _ABSENT)
+            if value is not _ABSENT and not _hookable(value, self.project_name):
+                return None
+        return super().parse_hookimpl_opts(plugin, name)
 
 
 def _new_pluggy_manager() -> pluggy.PluginManager:
-    """A pluggy manager for tocsin's hooks (this imports pluggy)."""
-    global _PluggyManager
-    if _PluggyManager is None:
-        _PluggyManager = _define_pluggy_manager()
-    from tocsin import _hookspecs
-
-    pm: pluggy.PluginManager = _PluggyManager(_hookspecs.PROJECT)
+    """A pluggy manager for tocsin's hooks."""
+    pm = _PluggyManager(_hookspecs.PROJECT)
     pm.add_hookspecs(_hookspecs)
     return pm
-
-
-def _define_pluggy_manager() -> type[pluggy.PluginManager]:
-    import pluggy
-
-    class _PluggyManager(pluggy.PluginManager):
-        """pluggy's manager, with a fast "no" for the common attribute of the common
-        plugin.
-
-        ``register()`` asks :meth:`parse_hookimpl_opts` about every attribute of a
-        plugin, and pluggy answers through :func:`inspect.getattr_static` (some 10 us a
-        call; a module has a dozen attributes, so 300 plugins spent ~30 ms there at
-        startup).  For a plain module and a name that ``ModuleType`` does not define
-        itself, that lookup is the module's ``__dict__`` entry, so an entry that cannot
-        be a hook implementation is answered from there (see :func:`_hookable`).
-        Everything that might be one goes to pluggy unchanged.  While ``replaying`` (the
-        registrations the manager made before pluggy was needed, see
-        :meth:`PluginManager._pluggy`), every answer is "no": those plugins had none.
-        """
-
-        replaying = False
-
-        def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
-            if self.replaying:
-                return None
-            if type(plugin) is types.ModuleType and name not in _MODULE_TYPE_NAMES:
-                value = plugin.__dict__.get(name, _ABSENT)
-                if value is not _ABSENT and not _hookable(value, self.project_name):
-                    return None
-            return super().parse_hookimpl_opts(plugin, name)
-
-    return _PluggyManager
 
 
 def _hookable(value: object, project: str = "tocsin") -> bool:
@@ -201,30 +175,6 @@ def _hookable(value: object, project: str = "tocsin") -> bool:
 
 
 _METHOD_TYPES = (staticmethod, classmethod, types.MethodType)
-
-
-def _surely_no_hookimpls(plugin: object) -> bool:
-    """Whether ``pluggy.PluginManager.register(plugin)`` would certainly find no hook
-    implementation (as :class:`_PluggyManager` decides); False when unsure."""
-    if type(plugin) is not types.ModuleType:
-        return False
-    namespace = plugin.__dict__
-    if "__dir__" in namespace:
-        return False  # dir() is the module's own: names pluggy would look at unseen
-    function = types.FunctionType
-    for name, value in namespace.items():
-        kind = type(value)
-        if kind is str or kind is dict or value is None:
-            continue  # a docstring, a path, __builtins__: never a hook, whatever the name
-        if name in _MODULE_TYPE_NAMES:
-            return False  # pluggy looks these names up itself
-        if kind is function:
-            own = value.__dict__
-            if own and ("tocsin_impl" in own or "__func__" in own):
-                return False
-        elif isinstance(value, _METHOD_TYPES):
-            return False
-    return True
 
 
 _ABSENT = object()
@@ -305,12 +255,8 @@ class PluginManager(Mapping[str, PluginInfo]):
         self._plugins: dict[str, _Plugin] = {}
         self._forgotten: set[str] = set()
         self._reported: set[tuple[str, ...]] = set()
-        # pluggy's manager, once something needs it; until then, what pluggy's name
-        # registry would hold (name -> plugin, None for a blocked name) and the ids of
-        # those plugins (all plain modules without hook implementations).
-        self._pluggy_pm: pluggy.PluginManager | None = None
-        self._names: dict[str, object | None] | None = {}
-        self._named_ids: set[int] = set()
+        # Every plugin is registered (and every disabled name blocked) here.
+        self._pm: pluggy.PluginManager = _new_pluggy_manager()
         self.last_discovery: Discovery | None = None
 
     def __repr__(self) -> str:
@@ -343,92 +289,12 @@ class PluginManager(Mapping[str, PluginInfo]):
     @property
     def hook(self) -> pluggy.HookRelay:
         """pluggy's hook relay, to call tocsin's (or your own) hooks on enabled plugins."""
-        return self._pluggy().hook
+        return self._pm.hook
 
     @property
     def pluggy_manager(self) -> pluggy.PluginManager:
         """The pluggy manager underneath (for ``add_hookspecs`` of your own hooks)."""
-        return self._pluggy()
-
-    @property
-    def _pm(self) -> pluggy.PluginManager:
-        return self._pluggy()
-
-    # -- pluggy, brought in when needed -------------------------------------------------
-
-    def _pluggy(self) -> pluggy.PluginManager:
-        """pluggy's manager, made (importing pluggy) on first use and given the names
-        registered and blocked so far, in their order, as if it had been there all
-        along."""
-        pm = self._pluggy_pm
-        if pm is not None:
-            return pm
-        with self._lock:
-            pm = self._pluggy_pm
-            if pm is None:
-                names = self._names
-                assert names is not None
-                pm = _new_pluggy_manager()
-                pm.replaying = True  # type: ignore[attr-defined]
-                try:
-                    for name, plugin in names.items():
-                        if plugin is None:
-                            pm.set_blocked(name)
-                        else:
-                            pm.register(plugin, name=name)
-                finally:
-                    pm.replaying = False  # type: ignore[attr-defined]
-                self._names = None
-                self._named_ids.clear()
-                self._pluggy_pm = pm
-        return pm
-
-    # What the manager asks of pluggy, answered without it while it is not needed:
-    # these mirror pluggy's own bookkeeping of names (``_name2plugin``), lock held.
-
-    def _is_blocked(self, name: str) -> bool:
-        names = self._names
-        if names is None:
-            return self._pluggy().is_blocked(name)
-        return name in names and names[name] is None
-
-    def _set_blocked(self, name: str) -> None:
-        names = self._names
-        if names is None:
-            self._pluggy().set_blocked(name)
-            return
-        plugin = names.get(name)
-        if plugin is not None:  # pluggy unregisters it, then blocks the name
-            del names[name]
-            self._named_ids.discard(id(plugin))
-        names[name] = None
-
-    def _unblock(self, name: str) -> None:
-        names = self._names
-        if names is None:
-            self._pluggy().unblock(name)
-            return
-        plugin = names.pop(name, None)
-        if plugin is not None:
-            self._named_ids.discard(id(plugin))
-
-    def _register(self, plugin: object, name: str) -> None:
-        names = self._names
-        if (
-            names is not None
-            and name not in names
-            and id(plugin) not in self._named_ids
-            and _surely_no_hookimpls(plugin)
-        ):
-            names[name] = plugin
-            self._named_ids.add(id(plugin))
-            return
-        # Hooks, maybe; or a refusal, which pluggy words.
-        self._pluggy().register(plugin, name=name)
-
-    def _call_hook(self, hook: str, **kwargs: Any) -> None:
-        if self._names is None:  # else no plugin implements any hook
-            getattr(self._pluggy().hook, hook)(**kwargs)
+        return self._pm
 
     def settings(self) -> PluginSettings:
         """The switches ``load()`` would use now, with where each one came from."""
@@ -459,7 +325,7 @@ class PluginManager(Mapping[str, PluginInfo]):
                 plugin = _Plugin(entry.name, entry)
                 self._plugins[entry.name] = plugin
                 if not settings.wants(entry.name):
-                    self._set_blocked(entry.name)
+                    self._pm.set_blocked(entry.name)
                     log(LOGGER, _DEBUG, "Plugin %r is installed but not enabled.", entry.name)
                     continue
                 try:
@@ -519,8 +385,8 @@ class PluginManager(Mapping[str, PluginInfo]):
             plugin = self._get(name)
             if plugin.enabled:
                 self._disable(plugin)
-            if self._is_blocked(name):
-                self._unblock(name)
+            if self._pm.is_blocked(name):
+                self._pm.unblock(name)
             del self._plugins[name]
             if plugin.entry is not None:
                 self._forgotten.add(name)
@@ -548,8 +414,8 @@ class PluginManager(Mapping[str, PluginInfo]):
             plugin = self._get(name)
             if plugin.enabled:
                 self._disable(plugin)
-            if not self._is_blocked(name):
-                self._set_blocked(name)
+            if not self._pm.is_blocked(name):
+                self._pm.set_blocked(name)
 
     def _enable(self, plugin: _Plugin, report: bool = True) -> None:
         """Import (if needed), register and connect; undo everything on failure."""
@@ -560,12 +426,12 @@ class PluginManager(Mapping[str, PluginInfo]):
         elif not plugin.declared:
             plugin.declared = _declared_by(plugin.obj, [])
         try:
-            if self._is_blocked(name):
-                self._unblock(name)
-            self._register(plugin.obj, name)
+            if self._pm.is_blocked(name):
+                self._pm.unblock(name)
+            self._pm.register(plugin.obj, name=name)
         except Exception as error:
             self._release(plugin)
-            self._set_blocked(name)
+            self._pm.set_blocked(name)
             if fresh_import:
                 # ``@receiver`` connected the plugin's functions as its module ran;
                 # the plugin never owned them, so _release() did not disconnect them.
@@ -579,12 +445,12 @@ class PluginManager(Mapping[str, PluginInfo]):
         self._connect(plugin)
         plugin.enabled = True
         try:
-            self._call_hook("tocsin_plugin_enabled", manager=self, name=name)
+            self._pm.hook.tocsin_plugin_enabled(manager=self, name=name)
         except Exception as error:
             # A plugin that cannot set itself up is a failed plugin: undo, isolate.
             self._release(plugin)
             plugin.enabled = False
-            self._set_blocked(name)
+            self._pm.set_blocked(name)
             what = "could not be enabled (a tocsin_plugin_enabled hook raised)"
             raise self._failed(plugin, error, what, report, 4) from error
         log(LOGGER, _INFO, "Enabled plugin %r (%d receivers).", name, len(plugin.owned))
@@ -654,7 +520,7 @@ class PluginManager(Mapping[str, PluginInfo]):
 
     def _disable(self, plugin: _Plugin) -> None:
         try:
-            self._call_hook("tocsin_plugin_disabled", manager=self, name=plugin.name)
+            self._pm.hook.tocsin_plugin_disabled(manager=self, name=plugin.name)
         except Exception:
             # Disabling must not be vetoed by a failing clean-up: report it, go on.
             log(
@@ -667,7 +533,7 @@ class PluginManager(Mapping[str, PluginInfo]):
             )
         self._release(plugin)
         plugin.enabled = False
-        self._set_blocked(plugin.name)
+        self._pm.set_blocked(plugin.name)
         log(LOGGER, _INFO, "Disabled plugin %r.", plugin.name)
 
     # -- reporting --------------------------------------------------------------------

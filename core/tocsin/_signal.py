@@ -580,7 +580,10 @@ class Signal:
         """Whether a send from *sender* would reach at least one live receiver."""
         if not self._connections:
             return False
-        return any(holder() is not None for holder in self._plan_for(sender).holders)
+        holders = self._send_cache.get(id(sender))
+        if holders is None:
+            holders = self._plan_for(sender).holders
+        return any(holder() is not None for holder in holders)
 
     @property
     def receivers(self) -> list[Callable[..., Any]]:
@@ -605,6 +608,42 @@ class Signal:
             self._by_sender.clear()
             self._invalidate(ANY_SENDER)
         if self._emptied:
+            self._notify_activity()
+
+    # -- snapshots, for tocsin.testing.isolated_signals ----------------------------------
+
+    def _snapshot(self) -> tuple[dict[Hashable, _Connection], frozenset[Hashable]]:
+        """The live connections and the dispatch_uids ever used, to restore later."""
+        with self._lock:
+            self._purge_dead()
+            return dict(self._connections), frozenset(self._known_uids)
+
+    def _restore(self, snapshot: tuple[dict[Hashable, _Connection], frozenset[Hashable]]) -> None:
+        """Put back exactly the connections of *snapshot* (those still alive)."""
+        connections, known_uids = snapshot
+        with self._lock:
+            was_active = bool(self._connections)
+            self._purge_dead()
+            for key, connection in list(self._connections.items()):
+                if connections.get(key) is not connection:
+                    self._remove(connection)
+            missing = [
+                c for key, c in connections.items() if key not in self._connections and c.alive()
+            ]
+            for connection in missing:
+                self._connections[connection.lookup_key] = connection
+                self._by_sender.setdefault(connection.sender_key, {})[connection.lookup_key] = (
+                    connection
+                )
+                self._invalidate(connection.sender_key)
+            if missing:  # keep .receivers in connection order
+                ordered = sorted(self._connections.values(), key=lambda c: c.order)
+                self._connections = {c.lookup_key: c for c in ordered}
+            self._known_uids = set(known_uids) | {
+                c.dispatch_uid for c in self._connections.values() if c.dispatch_uid is not None
+            }
+            changed = was_active != bool(self._connections) or self._emptied
+        if changed and self._activity_watchers:
             self._notify_activity()
 
     # -- watching activity --------------------------------------------------------------

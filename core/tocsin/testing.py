@@ -734,34 +734,12 @@ def isolated_signals(*signals: Signal) -> Iterator[list[Signal]]:
 
 
 def _snapshot(signal: Signal) -> _Snapshot:
-    with signal._lock:
-        signal._purge_dead()
-        return _Snapshot(dict(signal._connections), frozenset(signal._known_uids))
+    connections, known_uids = signal._snapshot()
+    return _Snapshot(connections, known_uids)
 
 
 def _restore(signal: Signal, snapshot: _Snapshot) -> None:
-    with signal._lock:
-        signal._purge_dead()
-        for key, connection in list(signal._connections.items()):
-            if snapshot.connections.get(key) is not connection:
-                signal._remove(connection)
-        missing = [
-            connection
-            for key, connection in snapshot.connections.items()
-            if key not in signal._connections and connection.alive()
-        ]
-        for connection in missing:
-            signal._connections[connection.lookup_key] = connection
-            signal._by_sender.setdefault(connection.sender_key, {})[connection.lookup_key] = (
-                connection
-            )
-            signal._invalidate(connection.sender_key)
-        if missing:  # keep .receivers in connection order
-            ordered = sorted(signal._connections.values(), key=lambda c: c.order)
-            signal._connections = {c.lookup_key: c for c in ordered}
-        signal._known_uids = set(snapshot.known_uids) | {
-            c.dispatch_uid for c in signal._connections.values() if c.dispatch_uid is not None
-        }
+    signal._restore((snapshot.connections, snapshot.known_uids))
 
 
 # =====================================================================================

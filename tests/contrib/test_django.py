@@ -541,3 +541,66 @@ def test_plugin_options_map_the_keys() -> None:
         plugin_options({"a": 1, "b": 2}, "X")
     with pytest.raises(ValueError, match=r"X\['plugins'\] must list plugin names"):
         plugin_options({"plugins": ["ok", ""]}, "X")
+
+
+# -- relays connected only while tocsin listens ---------------------------------------
+
+
+def test_relays_are_connected_only_while_a_tocsin_receiver_listens(
+    run_django: RunDjango,
+) -> None:
+    run = run_django("lazy", tocsin={"autoload": False})
+    assert run.returncode == 0, run.stderr
+    states = run.report["lazy"]
+    # Only what receivers got (a plugin's import is recorded, too).
+    phases = {label: [e for e in events if "signal" in e] for label, events in run.phases().items()}
+    lazy = [(e["signal"].rpartition(".")[2], e["sender"]) for e in run.events if "by" in e]
+
+    def connected(label: str) -> set[str]:
+        return {name for name, on in states[label].items() if on}
+
+    # No tocsin receiver: Django's signals have no relay, and Django sees no receiver
+    # of pre_init/post_init at all (its own shortcut for model instantiation).
+    assert connected("idle") == set()
+    assert states["idle:django-init-listeners"] == [False, False]
+    assert phases["idle"] == []
+
+    # A tocsin receiver connects its relay (only its own), and the events arrive.
+    assert connected("listening") == {"pre_init", "request_started"}
+    assert states["listening:django-init-listeners"] == [True, False]
+    assert [(e["signal"].rpartition(".")[2], e["sender"]) for e in phases["listening"]] == [
+        ("pre_init", "Article"),
+        ("request_started", "ClientHandler"),
+    ]
+
+    # The last tocsin receiver gone, its relay is disconnected.
+    assert connected("stopped") == set()
+    assert states["stopped:django-init-listeners"] == [False, False]
+    assert phases["stopped"] == []
+
+    # A plugin's receivers (enabled through the manager) connect every relay they need.
+    assert connected("plugin-enabled") >= {"pre_init", "post_init", "request_started"}
+    heard = {e["signal"] for e in by_signal(phases["plugin-enabled"], *ALL_SIGNALS)}
+    assert heard >= {"pre_init", "post_init", "request_started", "request_finished"}
+    # The TOCSIN setting's receiver stays after the relay connected after it.
+    assert states["setting_changed-order"] == [
+        "tocsin.contrib.django.relay:setting_changed",
+        "tocsin.contrib.django:TOCSIN",
+    ]
+    assert connected("connect-twice") == connected("plugin-enabled")
+    init = by_signal(phases["connect-twice"], "pre_init", "post_init")
+    assert [e["signal"] for e in init] == ["pre_init", "post_init"]  # once each
+
+    assert connected("plugin-disabled") == set()
+    assert phases["plugin-disabled"] == []
+
+    # disconnect_relays also stops watching: a new tocsin receiver connects nothing.
+    assert states["disconnected"] == 2
+    assert connected("relays-off") == set()
+    assert phases["relays-off"] == []
+    # connect_relays again: connected at once, since a tocsin receiver is there.
+    assert connected("relays-on") == {"pre_init"}
+    assert [(e["signal"].rpartition(".")[2], e["sender"]) for e in phases["relays-on"]] == [
+        ("pre_init", "Article"),
+    ]
+    assert lazy.count(("pre_init", "Article")) == 2

@@ -155,3 +155,107 @@ def test_bad_config_raises_before_anything_is_connected() -> None:
     assert "tocsin" not in app.extensions
     relay = tocsin_flask._on_request_started
     assert relay not in list(flask.signals.request_started.receivers_for(app))
+
+
+# -- relays connected only while tocsin listens (in this process, no plugin) ----------
+
+
+def relay_connected(app: Any, blinker_signal: Any, relay: Any) -> bool:
+    return relay in list(blinker_signal.receivers_for(app))
+
+
+def test_relays_are_connected_only_while_a_tocsin_receiver_listens() -> None:
+    from tocsin.signals import got_request_exception, request_finished, request_started
+
+    app = flask.Flask("lazy")
+    app.config.update(PROPAGATE_EXCEPTIONS=False)
+
+    @app.get("/hello")
+    def hello() -> str:
+        return "hello"
+
+    seen: list[tuple[str, Any]] = []
+
+    def record(sender: Any, signal: Any, **named: Any) -> None:
+        seen.append((signal.name.rpartition(".")[2], sender))
+
+    started = (flask.signals.request_started, tocsin_flask._on_request_started)
+    finished = (flask.signals.request_finished, tocsin_flask._on_request_finished)
+    failed = (flask.signals.got_request_exception, tocsin_flask._on_got_request_exception)
+    assert not request_started.is_active()
+    assert not request_finished.is_active()
+    tocsin_flask.connect_relays(app)
+    try:
+        # No tocsin receiver: blinker's signals have no relay.
+        for pair in (started, finished, failed):
+            assert not relay_connected(app, *pair)
+        app.test_client().get("/hello")
+        assert seen == []
+
+        # A tocsin receiver connects its relay (only its own); the event arrives, once
+        # even when the relays are connected again.
+        request_started.connect(record)
+        tocsin_flask.connect_relays(app)
+        assert relay_connected(app, *started)
+        assert not relay_connected(app, *finished)
+        assert not relay_connected(app, *failed)
+        app.test_client().get("/hello")
+        assert seen == [("request_started", app)]
+
+        # A receiver for another sender: connected, but nothing is sent for this app.
+        got_request_exception.connect(record, sender="elsewhere")
+        assert relay_connected(app, *failed)
+        got_request_exception.disconnect(record, sender="elsewhere")
+        assert not relay_connected(app, *failed)
+
+        # The last tocsin receiver gone, the relay is disconnected.
+        request_started.disconnect(record)
+        assert not relay_connected(app, *started)
+        app.test_client().get("/hello")
+        assert seen == [("request_started", app)]
+    finally:
+        request_started.disconnect(record)
+        tocsin_flask.disconnect_relays(app)
+
+    # disconnect_relays also stops watching: a tocsin receiver connects nothing now.
+    request_started.connect(record)
+    try:
+        assert not relay_connected(app, *started)
+        app.test_client().get("/hello")
+        assert seen == [("request_started", app)]
+        # connect_relays again: connected at once, since a tocsin receiver is there.
+        tocsin_flask.connect_relays(app)
+        assert relay_connected(app, *started)
+        app.test_client().get("/hello")
+        assert seen == [("request_started", app)] * 2
+    finally:
+        request_started.disconnect(record)
+        tocsin_flask.disconnect_relays(app)
+    assert not relay_connected(app, *started)
+
+
+def test_relays_of_several_apps_follow_the_tocsin_signal() -> None:
+    from tocsin.signals import request_started
+
+    first, second, other = flask.Flask("first"), flask.Flask("second"), flask.Flask("other")
+    relay = tocsin_flask._on_request_started
+    blinker_signal = flask.signals.request_started
+    tocsin_flask.connect_relays(first)
+    tocsin_flask.connect_relays(second)
+
+    def record(sender: Any, **named: Any) -> None:
+        pass
+
+    try:
+        with request_started.connected_to(record):
+            assert relay_connected(first, blinker_signal, relay)
+            assert relay_connected(second, blinker_signal, relay)
+            assert not relay_connected(other, blinker_signal, relay)
+            tocsin_flask.disconnect_relays(first)  # the other app keeps its relays
+            assert not relay_connected(first, blinker_signal, relay)
+            assert relay_connected(second, blinker_signal, relay)
+        assert not relay_connected(second, blinker_signal, relay)
+    finally:
+        tocsin_flask.disconnect_relays(first)
+        tocsin_flask.disconnect_relays(second)
+    assert tocsin_flask._watched == []

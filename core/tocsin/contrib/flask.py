@@ -30,9 +30,17 @@ Flask-Login ``user_logged_out`` ``user_logged_out(sender=type(user), request=req
 ``request`` is the :class:`flask.Request` itself, not the context-bound proxy, so a
 receiver may keep it.  Every argument Flask sends is passed on (``response``,
 ``exception``, and the application as ``app`` for Flask-Login's signals, whose sender
-becomes the user's class as in Django).  Each relay asks the tocsin signal
-``has_listeners(sender)`` first and does nothing more when no tocsin receiver would
-run.  A tocsin receiver's exception propagates, as a blinker receiver's does.
+becomes the user's class as in Django).  A tocsin receiver's exception propagates, as
+a blinker receiver's does.
+
+A relay is connected to its blinker signal only while its tocsin signal is active (has
+a receiver, for any sender): ``init_app`` *enables* the relays of the application,
+which watch their tocsin signals (:meth:`tocsin.Signal.watch_activity`), connect when
+the first tocsin receiver connects (at once if one is connected already) and
+disconnect when the last one goes.  With no tocsin receiver Flask's signals have no
+receiver from tocsin at all, as in an application without the extension.  A connected
+relay still asks the tocsin signal ``has_listeners(sender)`` and does nothing more when
+no tocsin receiver would run.
 
 Flask-Login is optional: its signals are relayed when it is importable.  It has no
 login-failed signal; a login view reports a failure itself, and tocsin masks the
@@ -53,12 +61,15 @@ per process: with several applications, the last ``init_app`` decides.
 from __future__ import annotations
 
 import importlib
+import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import flask
 from flask import signals as flask_signals
 
+from tocsin import Signal
 from tocsin.contrib._plugins import apply_plugin_settings, plugin_options
 from tocsin.signals import (
     got_request_exception,
@@ -80,29 +91,28 @@ def _current_request() -> flask.Request:
     return proxy._get_current_object()  # type: ignore[no-any-return]
 
 
-# Each relay first tests ``signal._connections`` (empty when the tocsin signal has no
-# receiver at all: answered before has_listeners' per-sender look-up, which costs
-# several times more), then ``has_listeners(sender)``.
+# Each relay is connected only while its tocsin signal is active, and still asks
+# ``has_listeners(sender)``: a tocsin receiver may listen to another sender only.
 
 
 def _on_request_started(sender: flask.Flask, **extra: Any) -> None:
-    if request_started._connections and request_started.has_listeners(sender):
+    if request_started.has_listeners(sender):
         request_started.send(sender, environ=flask.request.environ, **extra)
 
 
 def _on_request_finished(sender: flask.Flask, **extra: Any) -> None:
-    if request_finished._connections and request_finished.has_listeners(sender):
+    if request_finished.has_listeners(sender):
         request_finished.send(sender, **extra)
 
 
 def _on_got_request_exception(sender: flask.Flask, **extra: Any) -> None:
-    if got_request_exception._connections and got_request_exception.has_listeners(sender):
+    if got_request_exception.has_listeners(sender):
         got_request_exception.send(sender, request=_current_request(), **extra)
 
 
 def _on_user_logged_in(sender: flask.Flask, user: Any = None, **extra: Any) -> None:
     user_class = type(user)
-    if user_logged_in._connections and user_logged_in.has_listeners(user_class):
+    if user_logged_in.has_listeners(user_class):
         user_logged_in.send(user_class, request=_current_request(), user=user, app=sender, **extra)
 
 
@@ -110,7 +120,7 @@ def _on_user_logged_out(sender: flask.Flask, user: Any = None, **extra: Any) -> 
     if not getattr(user, "is_authenticated", True):
         user = None
     user_class = type(user)
-    if user_logged_out._connections and user_logged_out.has_listeners(user_class):
+    if user_logged_out.has_listeners(user_class):
         user_logged_out.send(user_class, request=_current_request(), user=user, app=sender, **extra)
 
 
@@ -127,34 +137,79 @@ def flask_login_available() -> bool:
     return _flask_login_signals() is not None
 
 
-def _relays() -> list[tuple[Any, Callable[..., None]]]:
-    relays: list[tuple[Any, Callable[..., None]]] = [
-        (flask_signals.request_started, _on_request_started),
-        (flask_signals.request_finished, _on_request_finished),
-        (flask_signals.got_request_exception, _on_got_request_exception),
+Relayed = tuple[Any, Callable[..., None], Signal]
+
+
+def _relays() -> list[Relayed]:
+    """(blinker signal, relay, tocsin signal) for every relayed signal."""
+    relays: list[Relayed] = [
+        (flask_signals.request_started, _on_request_started, request_started),
+        (flask_signals.request_finished, _on_request_finished, request_finished),
+        (flask_signals.got_request_exception, _on_got_request_exception, got_request_exception),
     ]
     login = _flask_login_signals()
     if login is not None:
-        relays.append((login.user_logged_in, _on_user_logged_in))
-        relays.append((login.user_logged_out, _on_user_logged_out))
+        relays.append((login.user_logged_in, _on_user_logged_in, user_logged_in))
+        relays.append((login.user_logged_out, _on_user_logged_out, user_logged_out))
     return relays
 
 
+# The applications whose relays are enabled (weakly: the relays never kept an app
+# alive), and the tocsin signals watched for them.  Changed only under _lock.
+_lock = threading.RLock()
+_apps: weakref.WeakSet[flask.Flask] = weakref.WeakSet()
+_watched: list[Signal] = []
+
+
+def _sync(relays: list[Relayed], target: Signal) -> None:
+    """Connect the relays to *target* for every enabled app if *target* is active,
+    else disconnect them (lock held; reads the state now, so the last sync wins)."""
+    active = target.is_active()
+    apps = list(_apps)
+    for flask_signal, relay, tocsin_signal in relays:
+        if tocsin_signal is not target:
+            continue
+        for app in apps:  # blinker keeps one connection per receiver and sender
+            if active:
+                flask_signal.connect(relay, sender=app, weak=False)
+            else:
+                flask_signal.disconnect(relay, sender=app)
+
+
+def _on_activity(target: Signal) -> None:
+    """The activity watcher of every relayed tocsin signal."""
+    with _lock:
+        _sync(_relays(), target)
+
+
 def connect_relays(app: flask.Flask) -> bool:
-    """Connect *app*'s relays (see the module documentation); connecting twice is a
-    no-op.  Returns whether Flask-Login's signals are relayed too.  :meth:`Tocsin.init_app`
+    """Enable *app*'s relays (see the module documentation); enabling twice is a no-op.
+    Returns whether Flask-Login's signals are relayed too.  :meth:`Tocsin.init_app`
     calls it; call it yourself only to restore relays :func:`disconnect_relays` removed.
     """
     relays = _relays()
-    for flask_signal, relay in relays:
-        flask_signal.connect(relay, sender=app, weak=False)
+    with _lock:
+        _apps.add(app)
+        for _, _, target in relays:
+            if target not in _watched:
+                target.watch_activity(_on_activity)
+                _watched.append(target)
+        for target in _watched:
+            _sync(relays, target)
     return len(relays) > 3
 
 
 def disconnect_relays(app: flask.Flask) -> None:
-    """Stop relaying *app*'s signals to tocsin (plugins stay loaded)."""
-    for flask_signal, relay in _relays():
-        flask_signal.disconnect(relay, sender=app)
+    """Stop relaying *app*'s signals to tocsin (plugins stay loaded).  With no
+    application left, the tocsin signals are no longer watched."""
+    with _lock:
+        _apps.discard(app)
+        for flask_signal, relay, _ in _relays():
+            flask_signal.disconnect(relay, sender=app)
+        if not _apps:
+            for target in _watched:
+                target.unwatch_activity(_on_activity)
+            _watched.clear()
 
 
 class Tocsin:

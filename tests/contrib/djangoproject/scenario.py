@@ -2,6 +2,7 @@
 
     python scenario.py full               # everything the bridge relays, phase by phase
     python scenario.py plugins [--enable NAME]   # start Django, report the plugins
+    python scenario.py lazy               # relays connected only while tocsin listens
 
 Phase markers (``{"phase": ...}``) go into $TOCSIN_TEST_RECORD between the entries the
 plugins write, and a JSON report of the plugin manager is printed last on stdout.
@@ -140,13 +141,89 @@ def plugins(argv: list[str]) -> None:
         tocsin.plugins.enable(argv[1])
 
 
+def relay_states() -> dict[str, bool]:
+    """Whether each relay is among its Django signal's receivers right now."""
+    from tocsin.contrib.django.relay import relays
+
+    return {
+        name: any(entry[0][0] == relay.dispatch_uid for entry in relay.django_signal.receivers)
+        for name, relay in relays().items()
+    }
+
+
+def lazy() -> dict[str, Any]:
+    """With settings.TOCSIN = {"autoload": False}: no tocsin receiver at first."""
+    import django
+    from django.core.signals import setting_changed
+    from django.db.models.signals import post_init, pre_init
+    from django.test import Client
+
+    import tocsin
+    from tocsin.contrib.django.relay import connect_relays, disconnect_relays
+    from tocsin.signals import request_started
+
+    def record(sender: Any, signal: Any, **named: Any) -> None:
+        entry = {"by": "lazy", "signal": signal.name, "sender": sender.__name__}
+        with open(os.environ["TOCSIN_TEST_RECORD"], "a", encoding="utf-8") as file:
+            file.write(json.dumps(entry) + "\n")
+
+    django.setup()
+    from blog.models import Article
+
+    states: dict[str, Any] = {}
+    client = Client()
+
+    def exercise(label: str) -> None:
+        phase(label)
+        Article(title="x")
+        assert client.get("/hello/").status_code == 200
+        states[label] = relay_states()
+        states[label + ":django-init-listeners"] = [
+            pre_init.has_listeners(Article),
+            post_init.has_listeners(Article),
+        ]
+
+    exercise("idle")
+
+    tocsin.signals.pre_init.connect(record, sender=Article)
+    request_started.connect(record)
+    exercise("listening")
+
+    tocsin.signals.pre_init.disconnect(record, sender=Article)
+    request_started.disconnect(record)
+    exercise("stopped")
+
+    tocsin.plugins.enable("test-recorder")
+    exercise("plugin-enabled")
+    states["setting_changed-order"] = [
+        entry[0][0] for entry in setting_changed.receivers if isinstance(entry[0][0], str)
+    ]
+    connect_relays()  # again, all of them: nothing is connected or relayed twice
+    exercise("connect-twice")
+
+    tocsin.plugins.disable("test-recorder")
+    exercise("plugin-disabled")
+
+    states["disconnected"] = disconnect_relays(["pre_init", "request_started"])
+    tocsin.signals.pre_init.connect(record, sender=Article)
+    exercise("relays-off")  # disconnect_relays stopped the watchers too
+
+    connect_relays(["pre_init", "request_started"])
+    exercise("relays-on")  # the tocsin receiver connected meanwhile is served at once
+    return states
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["full"]:
         full()
     elif argv[:1] == ["plugins"]:
         plugins(argv[1:])
+    elif argv[:1] == ["lazy"]:
+        states = lazy()
+        print(json.dumps({**report(), "lazy": states}))
+        return
     else:
-        raise SystemExit(f"usage: scenario.py full | plugins [--enable NAME]; got {argv}")
+        raise SystemExit(f"usage: scenario.py full | plugins [--enable NAME] | lazy; got {argv}")
     print(json.dumps(report()))
 
 

@@ -2,23 +2,31 @@
 
 What it does, and when:
 
+Every relay is connected to its Django signal only while its tocsin signal has a
+receiver (see :mod:`tocsin.contrib.django.relay`); below, *enables* means: connects it
+now if a tocsin receiver is there already, and when the first one connects otherwise.
+
 ``TocsinConfig.__init__`` (while Django populates the app registry, before any
 model module is imported)
-    connects the ``class_prepared`` relay.  Django sends ``class_prepared`` as each
+    enables the ``class_prepared`` relay.  Django sends ``class_prepared`` as each
     model class is created, which for the project's own models happens before any
     ``ready()`` runs, so (as Django's documentation advises for this signal) the relay
-    is connected from ``AppConfig.__init__``, which imports no model and does not use
-    the registry.  List ``tocsin.contrib.django`` before the apps whose model classes
-    it should see.  Note that plugins are loaded in ``ready()``, after those classes
-    were prepared: a plugin receiver sees ``class_prepared`` only for model classes
-    created later (the historical models that ``migrate`` builds, models made at run
-    time).  A receiver that needs the project's own classes reads them from the app
-    registry in a ``post_migrate`` receiver or from ``apps.get_models()``.
+    is enabled from ``AppConfig.__init__``, which imports no model and does not use
+    the registry: a tocsin receiver of ``class_prepared`` connected before
+    ``django.setup()`` sees the project's model classes.  List ``tocsin.contrib.django``
+    before the apps whose model classes it should see.  Note that plugins are loaded
+    in ``ready()``, after those classes were prepared: a plugin receiver sees
+    ``class_prepared`` only for model classes created later (the historical models
+    that ``migrate`` builds, models made at run time).  A receiver that needs the
+    project's own classes reads them from the app registry in a ``post_migrate``
+    receiver or from ``apps.get_models()``.
 
 ``TocsinConfig.ready()``
-    1. connects the relay of every other built-in signal (see
+    1. enables the relay of every other built-in signal (see
        :mod:`tocsin.contrib.django.relay`): auth, models, request, management,
-       ``setting_changed`` and ``connection_created``;
+       ``setting_changed`` and ``connection_created``; and connects its own
+       ``setting_changed`` receiver for ``TOCSIN``, kept after the relay (a plugin
+       hears the change that disables it, not the one that enables it again);
     2. loads tocsin plugins into the process-wide :data:`tocsin.plugins` according to
        ``settings.TOCSIN`` (see :mod:`tocsin.contrib._plugins`)::
 
@@ -54,11 +62,10 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
 
 from tocsin._settings import PluginConfigError
 from tocsin.contrib._plugins import apply_plugin_settings, plugin_options
-from tocsin.contrib.django.relay import RELAYED, connect_relays
+from tocsin.contrib.django.relay import RELAYED, connect_after_relay, connect_relays
 
 WHERE = "settings.TOCSIN"
 
@@ -97,7 +104,7 @@ class TocsinConfig(AppConfig):
         except PluginConfigError as error:
             raise ImproperlyConfigured(str(error)) from error
         connect_relays([name for name in RELAYED if name != "class_prepared"])
-        setting_changed.connect(
-            _tocsin_setting_changed, weak=False, dispatch_uid="tocsin.contrib.django:TOCSIN"
+        connect_after_relay(
+            "setting_changed", _tocsin_setting_changed, "tocsin.contrib.django:TOCSIN"
         )
         load_plugins(config)
