@@ -338,9 +338,14 @@ class PluginManager(Mapping[str, PluginInfo]):
         if strict and failures:
             if len(failures) == 1:
                 raise failures[0]
-            names = ", ".join(repr(f.plugin) for f in failures)
+            details = "; ".join(
+                f"{f.plugin!r}: {type(f.__cause__).__name__}: {f.__cause__}" for f in failures
+            )
             raise PluginLoadError(
-                f"{len(failures)} plugins failed to load: {names}.", None, failures
+                f"{len(failures)} plugins failed to load ({details}). Fix or uninstall them, "
+                f"or list them in TOCSIN_DISABLED_PLUGINS to load the others.",
+                None,
+                failures,
             )
         return enabled
 
@@ -482,7 +487,8 @@ class PluginManager(Mapping[str, PluginInfo]):
         origin = f" from {plugin.entry.distribution}" if plugin.entry else ""
         message = (
             f"Plugin {plugin.name!r}{origin} {what}: {type(error).__name__}: {error}. "
-            f"It is disabled; the other plugins are unaffected."
+            f"It is disabled; the other plugins are unaffected. Fix or uninstall it, or "
+            f"list it in TOCSIN_DISABLED_PLUGINS to stop loading it."
         )
         if report:
             import warnings

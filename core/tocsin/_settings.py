@@ -220,7 +220,11 @@ def _pyproject_table(
             text = handle.read()
     except OSError as error:
         if pyproject is not None:
-            raise PluginConfigError(f"Cannot read {path}: {error}") from error
+            raise PluginConfigError(
+                f"Cannot read {path}, given as PluginManager(pyproject=...): {error}. "
+                f"Pass the path of a readable pyproject.toml, or leave pyproject out to "
+                f"use the one found from the working directory."
+            ) from error
         return {}, ""
     if "tocsin" not in text:  # skip parsing the usual pyproject.toml that has no table
         return {}, path

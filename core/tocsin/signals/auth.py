@@ -73,7 +73,8 @@ def cleanse_credentials(credentials: Mapping[Any, Any]) -> dict[Any, Any]:
     """
     if not isinstance(credentials, Mapping):
         raise TypeError(
-            f"credentials must be a mapping of names to values, not {type(credentials).__name__}."
+            f"user_login_failed: credentials must be a mapping of names to values, not "
+            f"{type(credentials).__name__}; send credentials={{'username': ...}}."
         )
     return _cleanse_mapping(credentials, set())
 
