@@ -726,6 +726,16 @@ class Signal:
             return self._send_slow(sender, named, robust=True)
         return self._call_robust(holders, sender, named)
 
+    def _call_sync(
+        self, holders: Iterable[Holder], sender: Any, named: dict[str, Any], robust: bool
+    ) -> Responses:
+        """Call synchronous receivers in order, off the hot path (slow path, asend)."""
+        if robust:
+            return self._call_robust(holders, sender, named)
+        return [
+            (r, r(signal=self, sender=sender, **named)) for h in holders if (r := h()) is not None
+        ]
+
     def _call_robust(self, holders: Iterable[Holder], sender: Any, named: Any) -> Responses:
         responses: Responses = []
         for holder in holders:
@@ -745,13 +755,7 @@ class Signal:
             return []
         plan = self._plan_for(sender)
         if not plan.any_async:
-            if robust:
-                return self._call_robust(plan.holders, sender, named)
-            return [
-                (r, r(signal=self, sender=sender, **named))
-                for h in plan.holders
-                if (r := h()) is not None
-            ]
+            return self._call_sync(plan.holders, sender, named, robust)
         import asyncio  # imported on first use: it is most of what importing tocsin costs
 
         try:
@@ -827,13 +831,7 @@ class Signal:
             return []
         plan = self._plan_for(sender)
         if not plan.any_async:
-            if robust:
-                return self._call_robust(plan.holders, sender, named)
-            return [
-                (r, r(signal=self, sender=sender, **named))
-                for h in plan.holders
-                if (r := h()) is not None
-            ]
+            return self._call_sync(plan.holders, sender, named, robust)
         responses, pending = self._start(plan, sender, named, robust)
         if pending:
             await _settle(responses, pending, robust)
