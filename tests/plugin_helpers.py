@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tocsin.testing import pip_install
+
 GROUP = "tocsintest.plugins"
 
 #: Environment variables that change what a PluginManager does.
@@ -389,33 +391,6 @@ def write_module(root: Path, path: str, source: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
     return target
-
-
-def pip_install(projects: Iterable[Path], target: Path) -> None:
-    """Build and install *projects* into *target* with pip: no network, no isolation."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-        "--no-compile",
-        "--no-index",
-        "--disable-pip-version-check",
-        "--target",
-        str(target),
-        *map(str, projects),
-    ]
-    env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if result.returncode:
-        raise RuntimeError(
-            f"pip could not build the test plugins ({result.returncode}); they are built "
-            f"without build isolation, so the test environment needs setuptools>=70.1 "
-            f"(pip install -e '.[test]'):\n{result.stdout}\n{result.stderr}"
-        )
 
 
 def build_site(root: Path) -> Path:

@@ -70,6 +70,7 @@ __all__ = [
     "isolated_signals",
     "live_signals",
     "override_settings",
+    "pip_install",
     "sent",
 ]
 
@@ -772,6 +773,43 @@ class PluginDistribution:
 _throwaway_numbers = itertools.count(1)
 
 
+def pip_install(
+    projects: Iterable[str | os.PathLike[str]],
+    target: str | os.PathLike[str],
+    *,
+    what: str | None = None,
+) -> None:
+    """Build and install project folders into *target* with pip, for a test to put on
+    its path: no dependencies, no build isolation, no index, so nothing is downloaded
+    (the environment's own setuptools, >= 70.1, builds them).  *what* names them in the
+    error raised when pip fails (default: the folders)."""
+    folders = [os.fspath(project) for project in projects]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--no-compile",
+        "--disable-pip-version-check",
+        "--target",
+        os.fspath(target),
+        *folders,
+    ]
+    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_CACHE_DIR": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    if result.returncode:
+        raise RuntimeError(
+            f"pip could not build and install {what or ', '.join(folders)} (exit code "
+            f"{result.returncode}). Without build isolation or an index, the test "
+            f"environment needs pip and setuptools>=70.1 installed.\n--- pip's output:\n"
+            f"{result.stdout}{result.stderr}"
+        )
+
+
 def install_plugin_distribution(
     directory: str | os.PathLike[str],
     source: str,
@@ -835,30 +873,7 @@ def install_plugin_distribution(
         encoding="utf-8",
     )
     site = root / "site"
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-        "--no-index",
-        "--no-compile",
-        "--disable-pip-version-check",
-        "--target",
-        str(site),
-        str(project),
-    ]
-    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PIP_NO_CACHE_DIR": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
-    if result.returncode:
-        raise RuntimeError(
-            f"pip could not build and install the throwaway plugin distribution "
-            f"{distribution!r} (exit code {result.returncode}). It is built without build "
-            f"isolation and without an index, so the test environment needs pip and "
-            f"setuptools>=70.1 installed.\n--- pip's output:\n{result.stdout}{result.stderr}"
-        )
+    pip_install([project], site, what=f"the throwaway plugin distribution {distribution!r}")
     return PluginDistribution(
         name=name,
         distribution=distribution,

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tocsin.testing import pip_install
+
 HERE = Path(__file__).resolve().parent
 PLUGIN_SOURCE = HERE / "recorder_plugin"
 TIMEOUT = 120
@@ -46,26 +48,7 @@ def build_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = root / "src"
     shutil.copytree(PLUGIN_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     site = root / "site"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-    assert completed.returncode == 0, f"pip failed:\n{completed.stdout}\n{completed.stderr}"
+    pip_install([source], site)
     assert any(site.glob("tocsin_test_recorder-*.dist-info")), sorted(os.listdir(site))
     _built[key] = site
     return site

@@ -29,6 +29,8 @@ from typing import Any
 
 import pytest
 
+from tocsin.testing import pip_install
+
 REDIS_SERVER = shutil.which("redis-server")
 PLUGIN_SOURCE = Path(__file__).parent / "celery_plugin"
 EVENTS = "tocsin-test:events"
@@ -293,23 +295,7 @@ def build_plugin(tmp: Path) -> Path:
     source = tmp / "plugin-src"
     shutil.copytree(PLUGIN_SOURCE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = tmp / "plugin-target"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    pip_install([source], target)
     return target
 
 
