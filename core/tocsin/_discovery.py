@@ -44,17 +44,15 @@ import marshal
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from tocsin._refs import early_logger as _early_logger
 from tocsin._refs import log as _log
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
-    from dataclasses import dataclass as _record
-    from typing import Any, ClassVar, TypeVar
-
-    _R = TypeVar("_R", bound=type)
+    from collections.abc import Iterable, Iterator, Sequence
+    from typing import Any
 
 __all__ = ["Discovery", "PluginEntry", "cache_dir", "discover"]
 
@@ -76,94 +74,8 @@ _SUFFIXES = (".dist-info", ".egg-info")
 _MISSING = (FileNotFoundError, IsADirectoryError, KeyError, NotADirectoryError, PermissionError)
 
 
-# -- records --------------------------------------------------------------------------
-
-
-if not TYPE_CHECKING:
-
-    def _record(*, frozen: bool) -> Callable[[_R], _R]:
-        """At run time, what ``@dataclass(frozen=True)`` is to type checkers: records
-        the field names (the class's annotations, in order) for :class:`_Record`."""
-
-        def finish(cls: _R) -> _R:
-            names = cls.__annotations__  # its own (3.10+), as strings
-            cls._fields = cls.__match_args__ = tuple(n for n in names if n[0] != "_")
-            return cls
-
-        return finish
-
-
-class _DataclassFields:
-    """``__dataclass_fields__``, built on first use (it needs :mod:`dataclasses`), so
-    ``dataclasses.fields()``, ``asdict()``, ``replace()`` and ``is_dataclass()`` work on
-    the records as they did when they were dataclasses."""
-
-    def __get__(self, instance: object, owner: type[_Record]) -> dict[str, Any]:
-        import dataclasses
-
-        specs: list[Any] = []
-        for name in owner._fields:
-            kind = owner.__annotations__[name]
-            if name in owner._defaults:
-                specs.append((name, kind, dataclasses.field(default=owner._defaults[name])))
-            elif name in owner._factories:
-                factory = owner._factories[name]
-                specs.append((name, kind, dataclasses.field(default_factory=factory)))
-            else:
-                specs.append((name, kind))
-        twin = dataclasses.make_dataclass(owner.__name__, specs, frozen=True)
-        fields: dict[str, Any] = getattr(twin, "__dataclass_fields__")  # noqa: B009
-        setattr(owner, "__dataclass_fields__", fields)  # noqa: B010
-        setattr(owner, "__dataclass_params__", getattr(twin, "__dataclass_params__"))  # noqa: B009, B010
-        return fields
-
-
-class _Record:
-    """What ``@dataclass(frozen=True)`` gave tocsin's public records, without importing
-    dataclasses (and with it inspect) at startup: attributes that cannot be set or
-    deleted (:class:`dataclasses.FrozenInstanceError`), ``==`` and ``hash()`` over the
-    fields for records of the same class, the same ``repr()``, ``__match_args__``,
-    copying and pickling, and the dataclasses functions (see :class:`_DataclassFields`).
-    """
-
-    __slots__ = ()
-    _fields: ClassVar[tuple[str, ...]] = ()
-    _defaults: ClassVar[dict[str, Any]] = {}
-    _factories: ClassVar[dict[str, Callable[[], Any]]] = {}
-    __dataclass_fields__: ClassVar[dict[str, Any]] = _DataclassFields()  # type: ignore[assignment]
-
-    def _values(self) -> tuple[Any, ...]:
-        values = self.__dict__
-        return tuple([values[name] for name in self._fields])
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise _frozen(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise _frozen(f"cannot delete field {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values() == other._values()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        values = self.__dict__
-        fields = ", ".join(f"{name}={values[name]!r}" for name in self._fields)
-        return f"{type(self).__qualname__}({fields})"
-
-
-def _frozen(message: str) -> Exception:
-    from dataclasses import FrozenInstanceError
-
-    return FrozenInstanceError(message)
-
-
-@_record(frozen=True)
-class PluginEntry(_Record):
+@dataclass(frozen=True)
+class PluginEntry:
     """One entry point of the plugin group, and the distribution that declares it."""
 
     name: str
@@ -171,14 +83,6 @@ class PluginEntry(_Record):
     distribution: str
     version: str
     location: str
-
-    def __init__(self, name: str, value: str, distribution: str, version: str, location: str):
-        values = self.__dict__
-        values["name"] = name
-        values["value"] = value
-        values["distribution"] = distribution
-        values["version"] = version
-        values["location"] = location
 
     @property
     def module(self) -> str:
@@ -190,25 +94,14 @@ class PluginEntry(_Record):
         return attr or None
 
 
-@_record(frozen=True)
-class Discovery(_Record):
+@dataclass(frozen=True)
+class Discovery:
     """What a scan found: entries by name, and the name clashes it resolved."""
 
     entries: tuple[PluginEntry, ...]  # one per name, sorted by name
     #: (kept, ignored) pairs: the same plugin name from two distributions.
     clashes: tuple[tuple[PluginEntry, PluginEntry], ...]
     from_cache: bool
-
-    def __init__(
-        self,
-        entries: tuple[PluginEntry, ...],
-        clashes: tuple[tuple[PluginEntry, PluginEntry], ...],
-        from_cache: bool,
-    ):
-        values = self.__dict__
-        values["entries"] = entries
-        values["clashes"] = clashes
-        values["from_cache"] = from_cache
 
 
 # -- discovery ------------------------------------------------------------------------

@@ -14,11 +14,12 @@ import importlib
 import sys
 import types
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import pluggy
 
 from tocsin import _hookspecs
-from tocsin._discovery import Discovery, PluginEntry, _Record, discover
+from tocsin._discovery import Discovery, PluginEntry, discover
 from tocsin._errors import TocsinError
 from tocsin._refs import early_logger, log
 from tocsin._settings import PluginSettings, resolve_settings
@@ -32,12 +33,9 @@ except ImportError:  # pragma: no cover - an interpreter without it
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterator, Sequence
-    from dataclasses import dataclass as _record
     from typing import Any
 
     from tocsin._signal import ReceiverMark, Signal, _Connection
-else:
-    from tocsin._discovery import _record
 
 __all__ = [
     "OwnedReceiver",
@@ -70,8 +68,8 @@ class TocsinPluginWarning(UserWarning):
     """Something about the installed plugins needs a person's attention."""
 
 
-@_record(frozen=True)
-class OwnedReceiver(_Record):
+@dataclass(frozen=True)
+class OwnedReceiver:
     """A receiver a plugin declares, and whether the plugin's connection is live."""
 
     signal: Signal
@@ -81,26 +79,9 @@ class OwnedReceiver(_Record):
     priority: int
     connected: bool
 
-    def __init__(
-        self,
-        signal: Signal,
-        receiver: Callable[..., Any],
-        sender: Any,
-        dispatch_uid: Hashable | None,
-        priority: int,
-        connected: bool,
-    ):
-        values = self.__dict__
-        values["signal"] = signal
-        values["receiver"] = receiver
-        values["sender"] = sender
-        values["dispatch_uid"] = dispatch_uid
-        values["priority"] = priority
-        values["connected"] = connected
 
-
-@_record(frozen=True)
-class PluginInfo(_Record):
+@dataclass(frozen=True)
+class PluginInfo:
     """A snapshot of what the manager knows about one plugin."""
 
     name: str
@@ -112,29 +93,6 @@ class PluginInfo(_Record):
     receivers: tuple[OwnedReceiver, ...]
     entry_point: str | None
     plugin: object | None
-
-    def __init__(
-        self,
-        name: str,
-        distribution: str | None,
-        version: str | None,
-        enabled: bool,
-        loaded: bool,
-        error: BaseException | None,
-        receivers: tuple[OwnedReceiver, ...],
-        entry_point: str | None,
-        plugin: object | None,
-    ):
-        values = self.__dict__
-        values["name"] = name
-        values["distribution"] = distribution
-        values["version"] = version
-        values["enabled"] = enabled
-        values["loaded"] = loaded
-        values["error"] = error
-        values["receivers"] = receivers
-        values["entry_point"] = entry_point
-        values["plugin"] = plugin
 
 
 class _PluggyManager(pluggy.PluginManager):

@@ -19,18 +19,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from tocsin._discovery import _Record
 from tocsin._errors import TocsinError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-    from dataclasses import dataclass as _record
+    from collections.abc import Mapping
     from pathlib import Path
-    from typing import Any, ClassVar
-else:
-    from tocsin._discovery import _record
+    from typing import Any
 
 __all__ = ["PluginConfigError", "PluginSettings", "resolve_settings"]
 
@@ -48,42 +45,15 @@ class PluginConfigError(TocsinError, ValueError):
     """A plugin setting has a value tocsin cannot use; the message says where."""
 
 
-#: PluginSettings(sources=...) left out: a new empty dict each time.
-_NEW_DICT: Any = object()
-
-
-@_record(frozen=True)
-class PluginSettings(_Record):
+@dataclass(frozen=True)
+class PluginSettings:
     """The resolved switches, and for each one the source it came from."""
 
-    autoload: bool
-    disabled: frozenset[str]
-    allowed: frozenset[str] | None
-    strict: bool
-    sources: Mapping[str, str]
-
-    _defaults: ClassVar[dict[str, Any]] = {
-        "autoload": True,
-        "disabled": frozenset(),
-        "allowed": None,
-        "strict": False,
-    }
-    _factories: ClassVar[dict[str, Callable[[], Any]]] = {"sources": dict}
-
-    def __init__(
-        self,
-        autoload: bool = True,
-        disabled: frozenset[str] = frozenset(),
-        allowed: frozenset[str] | None = None,
-        strict: bool = False,
-        sources: Mapping[str, str] = _NEW_DICT,
-    ):
-        values = self.__dict__
-        values["autoload"] = autoload
-        values["disabled"] = disabled
-        values["allowed"] = allowed
-        values["strict"] = strict
-        values["sources"] = {} if sources is _NEW_DICT else sources
+    autoload: bool = True
+    disabled: frozenset[str] = frozenset()
+    allowed: frozenset[str] | None = None
+    strict: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     def wants(self, name: str) -> bool:
         """Whether *name* should be enabled by ``load()``."""

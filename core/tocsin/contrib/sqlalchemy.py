@@ -291,7 +291,7 @@ def _wire_engine(engine: Engine, using: str | None) -> None:
     engine_ref = weakref.ref(engine)
 
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        if connection_created._connections and connection_created.has_listeners(dialect_class):
+        if connection_created.has_listeners(dialect_class):
             wired = engine_ref()
             connection_created.send(
                 dialect_class,
@@ -415,7 +415,7 @@ def _prepare(mapper: Mapper[Any]) -> None:
 def _post_init_wrapper(cls: type, original: Callable[..., None]) -> Callable[..., None]:
     def init_then_post_init(instance: Any, *args: Any, **kwargs: Any) -> None:
         original(instance, *args, **kwargs)
-        if post_init._connections and post_init.has_listeners(cls) and _is_wired(cls):
+        if post_init.has_listeners(cls) and _is_wired(cls):
             post_init.send(cls, instance=instance)
 
     return init_then_post_init
@@ -424,20 +424,19 @@ def _post_init_wrapper(cls: type, original: Callable[..., None]) -> Callable[...
 # -- models: handlers ---------------------------------------------------------------------
 #
 # Every ORM event of every model runs one of these, wired or not, receivers or not, so
-# each first asks ``signal._connections`` (is anything connected to the signal at all: a
-# dict's truth value, the same test Signal.send starts with), then has_listeners(sender),
+# each first asks has_listeners(sender) (which answers a signal with no receivers at once),
 # then whether the class is wired, and only then builds the arguments.
 
 
 def _on_mapper_configured(mapper: Mapper[Any], cls: type) -> None:
     _prepare(mapper)
-    if class_prepared._connections and class_prepared.has_listeners(cls) and _is_wired(cls):
+    if class_prepared.has_listeners(cls) and _is_wired(cls):
         class_prepared.send(cls)
 
 
 def _on_init(state: InstanceState[Any], args: Any, kwargs: Any) -> None:
     cls = state.class_
-    if pre_init._connections and pre_init.has_listeners(cls) and _is_wired(cls):
+    if pre_init.has_listeners(cls) and _is_wired(cls):
         pre_init.send(cls, args=args, kwargs=kwargs)
 
 
@@ -450,7 +449,7 @@ def _on_before_insert(
     mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]
 ) -> Any:
     cls = mapper.class_
-    if pre_save._connections and pre_save.has_listeners(cls) and _is_wired(cls):
+    if pre_save.has_listeners(cls) and _is_wired(cls):
         pre_save.send(
             cls,
             instance=state.obj(),
@@ -463,7 +462,7 @@ def _on_before_insert(
 
 def _on_after_insert(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> Any:
     cls = mapper.class_
-    if post_save._connections and post_save.has_listeners(cls) and _is_wired(cls):
+    if post_save.has_listeners(cls) and _is_wired(cls):
         post_save.send(
             cls,
             instance=state.obj(),
@@ -488,7 +487,7 @@ def _on_before_update(
     mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]
 ) -> Any:
     cls = mapper.class_
-    if pre_save._connections and pre_save.has_listeners(cls) and _is_wired(cls):
+    if pre_save.has_listeners(cls) and _is_wired(cls):
         fields = _changed_columns(mapper, state)
         if fields:
             pre_save.send(
@@ -503,7 +502,7 @@ def _on_before_update(
 
 def _on_after_update(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> Any:
     cls = mapper.class_
-    if post_save._connections and post_save.has_listeners(cls) and _is_wired(cls):
+    if post_save.has_listeners(cls) and _is_wired(cls):
         fields = _changed_columns(mapper, state)
         if fields:
             post_save.send(
@@ -521,14 +520,14 @@ def _on_before_delete(
     mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]
 ) -> Any:
     cls = mapper.class_
-    if pre_delete._connections and pre_delete.has_listeners(cls) and _is_wired(cls):
+    if pre_delete.has_listeners(cls) and _is_wired(cls):
         pre_delete.send(cls, instance=state.obj(), using=database_alias(connection))
     return EXT_CONTINUE
 
 
 def _on_after_delete(mapper: Mapper[Any], connection: Connection, state: InstanceState[Any]) -> Any:
     cls = mapper.class_
-    if post_delete._connections and post_delete.has_listeners(cls) and _is_wired(cls):
+    if post_delete.has_listeners(cls) and _is_wired(cls):
         post_delete.send(cls, instance=state.obj(), using=database_alias(connection))
     return EXT_CONTINUE
 
@@ -536,10 +535,7 @@ def _on_after_delete(mapper: Mapper[Any], connection: Connection, state: Instanc
 def _wants_delete_signals(mapper: Mapper[Any]) -> bool:
     for each in mapper.self_and_descendants:
         cls = each.class_
-        if (
-            (pre_delete._connections and pre_delete.has_listeners(cls))
-            or (post_delete._connections and post_delete.has_listeners(cls))
-        ) and _is_wired(cls):
+        if (pre_delete.has_listeners(cls) or post_delete.has_listeners(cls)) and _is_wired(cls):
             return True
     return False
 
@@ -564,12 +560,12 @@ def _on_do_orm_execute(state: ORMExecuteState) -> Any:
     using = _session_alias(session, mapper)
     for instance in instances:
         cls = type(instance)
-        if pre_delete._connections and pre_delete.has_listeners(cls) and _is_wired(cls):
+        if pre_delete.has_listeners(cls) and _is_wired(cls):
             pre_delete.send(cls, instance=instance, using=using)
     result = state.invoke_statement()
     for instance in instances:
         cls = type(instance)
-        if post_delete._connections and post_delete.has_listeners(cls) and _is_wired(cls):
+        if post_delete.has_listeners(cls) and _is_wired(cls):
             post_delete.send(cls, instance=instance, using=using)
     return result
 
@@ -627,11 +623,7 @@ class _ManyToMany:
         return token is self.prop
 
     def _active(self, state: InstanceState[Any]) -> bool:
-        return (
-            bool(m2m_changed._connections)
-            and m2m_changed.has_listeners(self.sender)
-            and _is_wired(state.class_)
-        )
+        return m2m_changed.has_listeners(self.sender) and _is_wired(state.class_)
 
     def on_append(
         self, state: InstanceState[Any], value: Any, initiator: AttributeEventToken | None
