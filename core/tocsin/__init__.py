@@ -1,18 +1,18 @@
 """tocsin: Django's signals without Django, and receivers from installed plugins.
 
 The plugin side (``PluginManager``, the process-wide ``tocsin.plugins``, ``hookimpl``)
-is imported on first use, so code that only sends signals never imports pluggy; so is
-``TypedSignal`` (it needs :mod:`typing` at run time, which the rest does not).
+is imported on first use, so code that only sends signals never imports pluggy.
 """
 
 from __future__ import annotations
 
-import _thread
+import threading
+from typing import TYPE_CHECKING
 
 from tocsin._errors import AsyncReceiversInLoopError, TocsinError, UnknownDispatchUidError
 from tocsin._signal import ReceiverMark, Signal, receiver
+from tocsin._typed import TypedSignal
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
         TocsinPluginWarning,
     )
     from tocsin._settings import PluginConfigError
-    from tocsin._typed import TypedSignal
 
     plugins: PluginManager
 
@@ -57,11 +56,10 @@ _LAZY = {
     "PluginConfigError": "tocsin._settings",
     "hookimpl": "tocsin._hookspecs",
     "hookspec": "tocsin._hookspecs",
-    "TypedSignal": "tocsin._typed",
 }
 
 
-_plugins_lock = _thread.allocate_lock()  # threading.Lock(), without importing threading
+_plugins_lock = threading.Lock()
 
 
 def __getattr__(name: str) -> Any:

@@ -40,23 +40,21 @@ loaded at startup (no hashlib, pathlib, dataclasses, logging, tempfile).
 
 from __future__ import annotations
 
+import logging
 import marshal
 import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tocsin._refs import early_logger as _early_logger
-from tocsin._refs import log as _log
-
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
     from typing import Any
 
 __all__ = ["Discovery", "PluginEntry", "cache_dir", "discover"]
 
-_early_logger("tocsin.discovery")
+logger = logging.getLogger("tocsin.discovery")
 
 #: Bump when the index file layout changes; older files are then ignored and cleaned.
 INDEX_FORMAT = 2
@@ -358,9 +356,7 @@ def _take(dist: Any, group: str, found: list[PluginEntry], seen: set[str]) -> No
         seen.add(normalized)
         points = dist.entry_points.select(group=group)
     except Exception as error:  # one unreadable distribution must not hide the others
-        _log(
-            "tocsin.discovery",
-            30,
+        logger.warning(
             "Skipping the distribution at %s: its metadata cannot be read (%s).",
             _location(dist),
             error,
@@ -500,9 +496,7 @@ def _read_index(index_file: str, fingerprint: list[str | int]) -> list[PluginEnt
 
 
 def _log_unreadable(index_file: str, error: BaseException) -> None:
-    _log(
-        "tocsin.discovery",
-        20,
+    logger.info(
         "Ignoring unreadable plugin index %s (%s); rebuilding it.",
         index_file,
         error,
@@ -523,9 +517,7 @@ def _write_index(index_file: str, fingerprint: list[str | int], entries: list[Pl
             os.unlink(temporary)
             raise
     except OSError as error:
-        _log(
-            "tocsin.discovery",
-            20,
+        logger.info(
             "Cannot write plugin index %s (%s); going on without it.",
             index_file,
             error,

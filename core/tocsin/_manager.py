@@ -11,26 +11,22 @@ and a plugin disabled before it was ever imported is never imported.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+import threading
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from tocsin import _hookspecs
 from tocsin._discovery import Discovery, PluginEntry, discover
 from tocsin._errors import TocsinError
-from tocsin._refs import early_logger, log
 from tocsin._settings import PluginSettings, resolve_settings
 from tocsin._signal import _in_class_body, declared_receivers
 
-try:  # threading.RLock is this class; threading itself is slower to import
-    from _thread import RLock
-except ImportError:  # pragma: no cover - an interpreter without it
-    from threading import RLock
-
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterator, Sequence
     from typing import Any
@@ -45,10 +41,9 @@ __all__ = [
     "TocsinPluginWarning",
 ]
 
-LOGGER = "tocsin.plugins"
+logger = logging.getLogger("tocsin.plugins")
+
 DEFAULT_GROUP = "tocsin.plugins"
-_DEBUG, _INFO, _WARNING, _ERROR = 10, 20, 30, 40
-early_logger(LOGGER)
 
 
 class PluginLoadError(TocsinError):
@@ -209,7 +204,7 @@ class PluginManager(Mapping[str, PluginInfo]):
             "pyproject": pyproject,
         }
         self._use_cache = use_cache
-        self._lock = RLock()
+        self._lock = threading.RLock()
         self._plugins: dict[str, _Plugin] = {}
         self._forgotten: set[str] = set()
         self._reported: set[tuple[str, ...]] = set()
@@ -284,7 +279,7 @@ class PluginManager(Mapping[str, PluginInfo]):
                 self._plugins[entry.name] = plugin
                 if not settings.wants(entry.name):
                     self._pm.set_blocked(entry.name)
-                    log(LOGGER, _DEBUG, "Plugin %r is installed but not enabled.", entry.name)
+                    logger.debug("Plugin %r is installed but not enabled.", entry.name)
                     continue
                 try:
                     self._enable(plugin)
@@ -416,7 +411,7 @@ class PluginManager(Mapping[str, PluginInfo]):
             self._pm.set_blocked(name)
             what = "could not be enabled (a tocsin_plugin_enabled hook raised)"
             raise self._failed(plugin, error, what, report, 4) from error
-        log(LOGGER, _INFO, "Enabled plugin %r (%d receivers).", name, len(plugin.owned))
+        logger.info("Enabled plugin %r (%d receivers).", name, len(plugin.owned))
 
     def _import(
         self, plugin: _Plugin, report: bool
@@ -451,7 +446,7 @@ class PluginManager(Mapping[str, PluginInfo]):
         if report:
             import warnings
 
-            log(LOGGER, _WARNING, message, exc_info=error)
+            logger.warning(message, exc_info=error)
             warnings.warn(message, TocsinPluginWarning, stacklevel=depth)
         return PluginLoadError(message, plugin.name)
 
@@ -466,9 +461,7 @@ class PluginManager(Mapping[str, PluginInfo]):
             if connection is not None:
                 plugin.owned[index] = connection
             elif mark.dispatch_uid is not None:
-                log(
-                    LOGGER,
-                    _WARNING,
+                logger.warning(
                     "Plugin %r: receiver %s was not connected to %r, because dispatch_uid "
                     "%r is already taken.",
                     plugin.name,
@@ -487,9 +480,7 @@ class PluginManager(Mapping[str, PluginInfo]):
             self._pm.hook.tocsin_plugin_disabled(manager=self, name=plugin.name)
         except Exception:
             # Disabling must not be vetoed by a failing clean-up: report it, go on.
-            log(
-                LOGGER,
-                _ERROR,
+            logger.error(
                 "A tocsin_plugin_disabled hook raised while disabling plugin %r; it is "
                 "disabled all the same.",
                 plugin.name,
@@ -498,7 +489,7 @@ class PluginManager(Mapping[str, PluginInfo]):
         self._release(plugin)
         plugin.enabled = False
         self._pm.set_blocked(plugin.name)
-        log(LOGGER, _INFO, "Disabled plugin %r.", plugin.name)
+        logger.info("Disabled plugin %r.", plugin.name)
 
     # -- reporting --------------------------------------------------------------------
 
@@ -508,7 +499,7 @@ class PluginManager(Mapping[str, PluginInfo]):
         self._reported.add(key)
         import warnings
 
-        log(LOGGER, _WARNING, message)
+        logger.warning(message)
         warnings.warn(message, TocsinPluginWarning, stacklevel=4)
 
     def _report_clashes(self, found: Discovery) -> None:

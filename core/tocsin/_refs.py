@@ -10,21 +10,12 @@ a weak reference with a death callback, or a strong reference that keeps it aliv
 
 from __future__ import annotations
 
+import functools
 import itertools
-import sys
 import types
 import weakref
 from collections.abc import Callable, Hashable
-
-TYPE_CHECKING = False  # typing is not imported at run time: it is slow to import
-if TYPE_CHECKING:
-    from functools import partial
-    from typing import Any
-else:
-    try:  # functools.partial is this class; functools itself is slower to import
-        from _functools import partial
-    except ImportError:  # pragma: no cover - an interpreter without the C accelerator
-        from functools import partial
+from typing import Any
 
 __all__ = [
     "ANY_SENDER",
@@ -34,9 +25,7 @@ __all__ = [
     "SenderRef",
     "accepts_kwargs",
     "describe",
-    "early_logger",
     "is_async_callable",
-    "log",
     "receiver_identity",
     "sender_is_by_value",
     "sender_key",
@@ -137,7 +126,7 @@ def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
 
 def _marked_async(obj: Any) -> bool:
     func = obj
-    while isinstance(func, (types.MethodType, partial)):
+    while isinstance(func, (types.MethodType, functools.partial)):
         func = func.__func__ if isinstance(func, types.MethodType) else func.func
     if isinstance(func, types.FunctionType) and func.__code__.co_flags & CO_COROUTINE:
         return True
@@ -173,37 +162,3 @@ def describe(receiver: object) -> str:
     """A readable name for any callable, for messages and logs."""
     name = getattr(receiver, "__qualname__", None)
     return name if isinstance(name, str) else repr(receiver)
-
-
-# -- logging, without importing logging ---------------------------------------------------
-
-_loggers: dict[str, Any] = {}
-
-
-def log(logger: str, level: int, message: str, *args: object, exc_info: Any = None) -> None:
-    """``logging.getLogger(logger).log(level, message, *args)``, importing
-    :mod:`logging` (some 10 ms with what it imports) only when that can matter.
-
-    Until something imports logging, nothing can have configured it: a record below
-    WARNING would be dropped by the default configuration, so it is not made at all.
-    Warnings and errors always go out (logging's last-resort handler prints them).  The
-    record names the caller of this function, as a direct call would.
-    """
-    found = _loggers.get(logger)
-    if found is None:
-        if level < 30 and "logging" not in sys.modules:
-            return
-        import logging
-
-        found = _loggers[logger] = logging.getLogger(logger)
-    if found.isEnabledFor(level):
-        found.log(level, message, *args, exc_info=exc_info, stacklevel=2)
-
-
-def early_logger(name: str) -> None:
-    """Create logger *name* now if logging is already imported, as a module-level
-    ``logging.getLogger()`` did (``logging.config`` then finds it existing, as before);
-    otherwise it is created on first use.  Call it at module level."""
-    logging = sys.modules.get("logging")
-    if logging is not None:
-        _loggers[name] = logging.getLogger(name)
