@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Sequence
     from typing import Any
 
 __all__ = ["Discovery", "PluginEntry", "cache_dir", "discover"]
@@ -68,8 +68,6 @@ RACY_SECONDS = 2
 TOUCH_SECONDS = 24 * 3600
 
 _SUFFIXES = (".dist-info", ".egg-info")
-#: The errors importlib.metadata's ``read_text`` turns into "no such file".
-_MISSING = (FileNotFoundError, IsADirectoryError, KeyError, NotADirectoryError, PermissionError)
 
 
 @dataclass(frozen=True)
@@ -162,188 +160,14 @@ def _resolve(
 
 
 def _scan(group: str, search_path: list[str]) -> list[PluginEntry]:
-    """What importlib.metadata finds on *search_path*, in its order, distributions
-    deduplicated by name."""
+    """Ask importlib.metadata, in sys.path order; distributions deduplicated by name."""
+    from importlib.metadata import distributions
+
     found: list[PluginEntry] = []
     seen: set[str] = set()
-    if not _only_the_path_finder():
-        # Another finder lists distributions too: let importlib.metadata ask them all.
-        from importlib.metadata import distributions
-
-        for dist in distributions(path=search_path):
-            _take(dist, group, found, seen)
-        return found
-    for entry in search_path:
-        for folder in _metadata_folders(entry):
-            if isinstance(folder, str):
-                _take_folder(entry, folder, group, found, seen)
-            else:  # a zip file or an .egg: importlib.metadata's own distributions
-                _take(folder, group, found, seen)
+    for dist in distributions(path=search_path):
+        _take(dist, group, found, seen)
     return found
-
-
-def _only_the_path_finder() -> bool:
-    """Whether importlib.metadata would ask no finder but the standard PathFinder."""
-    external = sys.modules.get("_frozen_importlib_external")
-    path_finder = getattr(external, "PathFinder", None)
-    finders = [f for f in sys.meta_path if getattr(f, "find_distributions", None) is not None]
-    return path_finder is not None and finders == [path_finder]
-
-
-def _metadata_folders(entry: str) -> Iterator[Any]:
-    """The metadata folders importlib.metadata finds in one path entry, in its order:
-    folder names for a plain directory, Distribution objects for anything else."""
-    base = os.path.basename(entry).lower()
-    try:
-        if base.endswith(".egg"):
-            raise NotADirectoryError  # an unzipped egg: its EGG-INFO is found by name
-        children = os.listdir(entry or ".")
-    except FileNotFoundError:
-        return  # neither a directory nor a zip file: nothing there
-    except Exception:
-        from importlib.metadata import DistributionFinder, MetadataPathFinder
-
-        context = DistributionFinder.Context(path=[entry])
-        yield from MetadataPathFinder.find_distributions(context)
-        return
-    groups: dict[str, list[str]] = {}
-    for child in children:
-        low = child.lower()
-        if low.endswith(_SUFFIXES):
-            # importlib.metadata's Lookup: grouped by the normalized name of the folder.
-            key = low.rpartition(".")[0].partition("-")[0]
-            key = key.replace("-", "_").replace(".", "_")
-            while "__" in key:
-                key = key.replace("__", "_")
-            folders = groups.get(key)
-            if folders is None:
-                groups[key] = [child]
-            else:
-                folders.append(child)
-    for folders in groups.values():
-        yield from folders
-
-
-def _take_folder(
-    entry: str, folder: str, group: str, found: list[PluginEntry], seen: set[str]
-) -> None:
-    """Read one dist-info / egg-info folder as :func:`_take` reads its Distribution;
-    anything unusual is left to importlib.metadata."""
-    location = _joined(entry, folder)
-    headers = _read_headers(location)
-    if headers is not None:
-        name, version = headers
-        normalized = _normalize(name)
-        if not normalized or normalized in seen:
-            return
-        points = _read_entry_points(location, group)
-        if points is not None:
-            seen.add(normalized)
-            for point_name, value in points:
-                found.append(PluginEntry(point_name, value, name, version, location))
-            return
-    import pathlib
-    from importlib.metadata import PathDistribution
-
-    _take(PathDistribution(pathlib.Path(location)), group, found, seen)
-
-
-def _read_headers(location: str) -> tuple[str, str] | None:
-    """(Name, Version) of a metadata folder as importlib.metadata reads them, or None
-    when it is safer to let it do so."""
-    try:
-        text = _read_text(os.path.join(location, "METADATA")) or _read_text(
-            os.path.join(location, "PKG-INFO")
-        )
-    except Exception:
-        return None  # importlib.metadata will say (and warn about) what is wrong
-    return _name_and_version(text) if text else None
-
-
-def _read_entry_points(location: str, group: str) -> list[tuple[str, str]] | None:
-    try:
-        text = _read_text(os.path.join(location, "entry_points.txt"))
-    except Exception:
-        return None
-    return _entry_points(text or "", group)
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except _MISSING:
-        return None
-
-
-def _name_and_version(text: str) -> tuple[str, str] | None:
-    """The first ``Name`` and ``Version`` headers of a METADATA text, as the email
-    parser reads them; None for anything but plain one-line ``Key: value`` headers."""
-    end = text.find("\n\n")
-    block = text[:end] if end >= 0 else text
-    if text.startswith("\n"):
-        return None
-    name = version = None
-    extends = False  # whether a continuation line would extend Name or Version
-    for line in block.split("\n"):
-        if not line:
-            continue  # only the last line can be empty here
-        if line[0] in " \t":
-            if extends:
-                return None  # a folded Name or Version: leave it to the parser
-            continue  # another header's continuation (or a stray one it ignores)
-        if line.startswith("From "):
-            return None  # a Unix "From " line: leave it to the parser
-        colon = line.find(":")
-        key = line[:colon]
-        if colon <= 0 or not (key.isascii() and key.isprintable()) or " " in key:
-            return None  # not a header line: the header block ends oddly
-        low = key.lower()
-        extends = False
-        if low == "name":
-            if name is None:
-                name = line[colon + 1 :].lstrip(" \t")
-                extends = True
-        elif low == "version" and version is None:
-            version = line[colon + 1 :].lstrip(" \t")
-            extends = True
-    if not name or version is None:
-        return None
-    return name, version
-
-
-def _entry_points(text: str, group: str) -> list[tuple[str, str]] | None:
-    """The (name, value) pairs of *group*, parsed as importlib.metadata does; None when
-    it would raise (it then says why)."""
-    points = []
-    section = None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = line.strip("[]")
-            continue
-        if section is None:
-            continue
-        if "=" not in line:
-            return None
-        name, _, value = line.partition("=")
-        if section == group:
-            points.append((name.strip(), value.strip()))
-    return points
-
-
-def _joined(entry: str, child: str) -> str:
-    """``str(pathlib.Path(entry, child))``, which is what importlib.metadata reports."""
-    if os.sep == "/":
-        if entry in ("", "."):
-            return child
-        if entry == os.path.normpath(entry):
-            return entry + child if entry.endswith("/") else f"{entry}/{child}"
-    import pathlib
-
-    return str(pathlib.Path(entry, child))
 
 
 def _take(dist: Any, group: str, found: list[PluginEntry], seen: set[str]) -> None:
