@@ -26,13 +26,8 @@ index in use has its mtime set to now when it is read, at most once every
 :data:`TOUCH_SECONDS`, and one untouched for :data:`MAX_INDEX_AGE_SECONDS` goes.
 ``TOCSIN_NO_CACHE=1`` bypasses the index entirely.
 
-A scan reads what :func:`importlib.metadata.distributions` would find, in the same
-order, without importing it: each distribution's ``Name`` and ``Version`` from the
-header of its METADATA, its ``entry_points.txt`` as importlib.metadata parses it.
-Anything out of the ordinary (a zip file or an ``.egg`` on the path, another finder on
-``sys.meta_path`` that lists distributions, a folded or missing header, a file that
-does not decode) is left to importlib.metadata itself, so the answer is always the one
-it gives.
+A scan (when the index does not match) is :func:`importlib.metadata.distributions` over
+``sys.path``, first distribution of a name wins, as ``entry_points()`` does.
 
 Startup cost matters here: this module imports nothing beyond what Python itself has
 loaded at startup (no hashlib, pathlib, dataclasses, logging, tempfile).
