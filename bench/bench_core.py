@@ -65,6 +65,7 @@ import django.dispatch
 import psygnal
 
 import tocsin
+import tocsin._send as tocsin_send
 from _common import environment, python_description, table, write_results
 
 # -- what is measured --------------------------------------------------------------------
@@ -794,6 +795,8 @@ def main(argv: Sequence[str] = ()) -> int:
         "Peers: "
         + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
         + f"; psygnal compiled (mypyc): {compiled}"
+        + f"; tocsin C send (tocsin._speedups): {tocsin_send.COMPILED}"
+        + " (TOCSIN_PURE_PYTHON=1 measures the pure-Python one)"
     )
     print(
         "Receivers connected for: "
@@ -829,7 +832,7 @@ def main(argv: Sequence[str] = ()) -> int:
     data = {
         "benchmark": "core",
         "quick": args.quick,
-        "environment": {**env, "psygnal_compiled": compiled},
+        "environment": {**env, "psygnal_compiled": compiled, "tocsin_c_send": tocsin_send.COMPILED},
         "method": {
             "rounds": args.rounds,
             "receivers_connected_for": "any sender" if args.any_sender else "the measured sender",

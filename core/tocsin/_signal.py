@@ -20,6 +20,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from tocsin._errors import AsyncReceiversInLoopError, UnknownDispatchUidError
+from tocsin._send import Responses
+
+if TYPE_CHECKING:
+    from tocsin._send import PureSendCore as SendCore
+else:
+    from tocsin._send import SendCore
 from tocsin._refs import (
     ANY_SENDER,
     CO_COROUTINE,
@@ -51,7 +57,6 @@ logger = logging.getLogger("tocsin.dispatch")
 
 ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
 ResultT = TypeVar("ResultT")
-Responses = list[tuple[Callable[..., Any], Any]]
 
 #: How many senders without receivers of their own get a cache entry.  They all share
 #: the any-sender receivers, so past this many (say, a fresh object as sender on every
@@ -144,7 +149,7 @@ class _Plan(NamedTuple):
 _EMPTY_PLAN = _Plan((), (), False)
 
 
-class Signal:
+class Signal(SendCore):
     """A named event that receivers connect to and senders send.
 
     ``providing_args`` documents the arguments senders pass (Django's original form;
@@ -193,7 +198,7 @@ class Signal:
         # receivers are all synchronous and whose id() cannot be handed to another
         # object while the entry exists (immortal, or watched by _watchers, which drop
         # the entry the moment the sender is collected).
-        self._send_cache: dict[Hashable, tuple[Holder, ...]] = {}
+        self._send_cache = {}
         self._plans: dict[Hashable, _Plan] = {}
         self._watchers: dict[int, SenderRef] = {}
         # Filled by weak-reference callbacks (which may run in any thread, at any time,
@@ -684,35 +689,6 @@ class Signal:
                 logger.exception("Error in activity watcher %s of %r", describe(callback), self)
 
     # -- sending ----------------------------------------------------------------------
-
-    # The hot path.  Everything was decided at connect time and cached per sender: an
-    # entry is an immutable tuple of zero-argument callables (weak references, or
-    # strong holders) in dispatch order, keyed by id(sender), present only for senders
-    # whose receivers are all synchronous and whose id() cannot be reused while the
-    # entry exists (see _watch).  A signal with no connection at all answers [] before
-    # even that.  So a send is one dict lookup and a plain loop that
-    # skips receivers collected since the tuple was built (an explicit loop, not a
-    # comprehension: it is the faster of the two on 3.10 and 3.11, and as fast later).
-    # Anything unusual (no entry yet, a str or int sender, async receivers, muted)
-    # misses the lookup and goes the slow way.
-    def send(self, sender: Any, **named: Any) -> Responses:
-        """Call every receiver for *sender*; return ``[(receiver, response), ...]``.
-
-        A receiver's exception propagates, and later receivers are not called.
-        Async receivers are run to completion in a fresh event loop; inside a running
-        loop, use :meth:`asend` instead.
-        """
-        if not self._connections:
-            return []
-        holders = self._send_cache.get(id(sender))
-        if holders is None:
-            return self._send_slow(sender, named, robust=False)
-        responses = []
-        for holder in holders:
-            receiver = holder()
-            if receiver is not None:
-                responses.append((receiver, receiver(signal=self, sender=sender, **named)))
-        return responses
 
     def send_robust(self, sender: Any, **named: Any) -> Responses:
         """Like :meth:`send`, but an ``Exception`` from a receiver becomes its response.

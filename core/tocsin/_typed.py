@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from tocsin._signal import Responses, Signal
+from tocsin._send import Responses
+from tocsin._signal import Signal
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar, overload
 
+from tocsin._send import COMPILED
 from tocsin._signal import Signal
 from tocsin.signals.testing import setting_changed
 
@@ -305,6 +306,8 @@ SEND_METHODS = frozenset({"send", "send_robust", "asend", "asend_robust"})
 
 #: How many frames above the recorder are searched for the send method.
 _FRAME_SEARCH_DEPTH = 16
+#: The modules whose frames stand between a send method and the receivers it calls.
+_SEND_MODULES = frozenset({"tocsin._signal", "tocsin._send"})
 
 
 class _Unset:
@@ -324,7 +327,9 @@ class Sent:
     ``sender`` and ``kwargs`` (the named arguments, without ``signal`` and ``sender``)
     are what the receivers were given.  ``method`` is the method the send came through:
     ``"send"``, ``"send_robust"``, ``"asend"`` or ``"asend_robust"`` (None if it cannot
-    be told, say for a subclass that calls its receivers another way).  ``index`` is
+    be told, say for a subclass that calls its receivers another way; where the C send
+    of ``tocsin._speedups`` runs, a recorder called by hand from outside tocsin reads
+    as ``"send"``, since that send leaves no frame to tell them apart).  ``index`` is
     its position in its capture; ``sequence`` its position among the sends every
     capture in this process recorded, to compare the order of different signals' sends.
     """
@@ -590,13 +595,22 @@ def capture(signal: Signal, sender: Any = None) -> Iterator[Captured]:
 
 
 def _sending_method(signal: Signal, frame: types.FrameType | None) -> str | None:
-    """The public send method of *signal* found among the frames above the recorder."""
+    """The public send method of *signal* found among the frames above the recorder.
+
+    The C send (tocsin._speedups) has no frame: a recorder called straight from
+    outside tocsin was called by it.  Its slow path is ``_send_slow``, which says.
+    """
+    if COMPILED and frame is not None and frame.f_globals.get("__name__") not in _SEND_MODULES:
+        return "send"
     for _ in range(_FRAME_SEARCH_DEPTH):
         if frame is None:
             return None
         name = frame.f_code.co_name
-        if name in SEND_METHODS and frame.f_locals.get("self") is signal:
-            return name
+        if frame.f_locals.get("self") is signal:
+            if name in SEND_METHODS:
+                return name
+            if name == "_send_slow":
+                return "send_robust" if frame.f_locals.get("robust") else "send"
         frame = frame.f_back
     return None
 

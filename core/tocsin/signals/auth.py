@@ -21,7 +21,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from tocsin._signal import Responses, Signal
+from tocsin._send import Responses
+from tocsin._signal import Signal
 
 __all__ = [
     "CLEANSED_SUBSTITUTE",

@@ -1,0 +1,369 @@
+/* tocsin._speedups: the C twin of tocsin._send.SendCore.
+ *
+ * Only Signal.send lives here.  In pure Python a send pays for an interpreter frame
+ * of its own, a dict for its **named arguments, and for every receiver a second dict
+ * merged from signal=, sender= and **named: most of what a send with few receivers
+ * costs beyond the receivers themselves.  Here a send reads its arguments where the
+ * caller left them and hands every receiver one argument array (signal, sender, then
+ * the named values) with one tuple of keyword names, so no dict is built at all.
+ *
+ * The logic is exactly that of SendCore.send in _send.py, which is the reference:
+ * anything off the fast path (no cached tuple, sender given by keyword, a named
+ * argument called "signal") goes to the same Python slow path with the same dict.
+ * Built only where a C compiler is at hand; tocsin works the same without it, and
+ * TOCSIN_PURE_PYTHON=1 ignores it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *connections; /* dict: lookup key -> connection (only its size is read) */
+    PyObject *send_cache;  /* dict: id(sender) -> tuple of zero-argument holders */
+} SendCore;
+
+/* Interned once at import: keyword names and method names. */
+static PyObject *str_signal;
+static PyObject *str_sender;
+static PyObject *str_send_slow;
+static PyObject *kwnames_robust;       /* ("robust",) */
+static PyObject *kwnames_signal_sender; /* ("signal", "sender") */
+
+/* -- attributes -------------------------------------------------------------------- */
+
+static int
+set_dict(PyObject **slot, PyObject *value, const char *name)
+{
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete %s", name);
+        return -1;
+    }
+    if (!PyDict_CheckExact(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be a dict, not %.200s", name,
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    Py_INCREF(value);
+    Py_SETREF(*slot, value);
+    return 0;
+}
+
+static PyObject *
+get_connections(SendCore *self, void *closure)
+{
+    return Py_NewRef(self->connections);
+}
+
+static int
+set_connections(SendCore *self, PyObject *value, void *closure)
+{
+    return set_dict(&self->connections, value, "_connections");
+}
+
+static PyObject *
+get_send_cache(SendCore *self, void *closure)
+{
+    return Py_NewRef(self->send_cache);
+}
+
+static int
+set_send_cache(SendCore *self, PyObject *value, void *closure)
+{
+    return set_dict(&self->send_cache, value, "_send_cache");
+}
+
+static PyGetSetDef SendCore_getset[] = {
+    {"_connections", (getter)get_connections, (setter)set_connections,
+     "lookup key -> connection", NULL},
+    {"_send_cache", (getter)get_send_cache, (setter)set_send_cache,
+     "id(sender) -> tuple of receiver holders, in dispatch order", NULL},
+    {NULL},
+};
+
+/* -- sending ----------------------------------------------------------------------- */
+
+/* The slow path: self._send_slow(sender, named, robust=False), named built from the
+ * keyword arguments args[0:nkw] / kwnames[skip_kw...], leaving out index `skip`. */
+static PyObject *
+send_slow(SendCore *self, PyObject *sender, PyObject *const *values, PyObject *kwnames,
+          Py_ssize_t skip)
+{
+    PyObject *named = PyDict_New();
+    if (named == NULL) {
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        if (i != skip && PyDict_SetItem(named, PyTuple_GET_ITEM(kwnames, i), values[i]) < 0) {
+            Py_DECREF(named);
+            return NULL;
+        }
+    }
+    PyObject *call[4] = {(PyObject *)self, sender, named, Py_False};
+    PyObject *result = PyObject_VectorcallMethod(
+        str_send_slow, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames_robust);
+    Py_DECREF(named);
+    return result;
+}
+
+/* One holder's receiver as a new reference, or Py_None (new) once it is gone. */
+static inline PyObject *
+receiver_of(PyObject *holder)
+{
+    if (PyWeakref_CheckRefExact(holder)) {
+#if PY_VERSION_HEX >= 0x030D0000
+        PyObject *receiver;
+        if (PyWeakref_GetRef(holder, &receiver) < 0) {
+            return NULL;
+        }
+        return receiver == NULL ? Py_NewRef(Py_None) : receiver;
+#else
+        return Py_NewRef(PyWeakref_GET_OBJECT(holder));
+#endif
+    }
+    return PyObject_CallNoArgs(holder);
+}
+
+static PyObject *
+call_receivers(SendCore *self, PyObject *holders, PyObject *sender, PyObject *const *values,
+               PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *names;
+    if (nkw == 0) {
+        names = Py_NewRef(kwnames_signal_sender);
+    }
+    else {
+        names = PySequence_Concat(kwnames_signal_sender, kwnames);
+        if (names == NULL) {
+            return NULL;
+        }
+    }
+    /* One slot in front of the arguments, so a bound-method receiver can be called
+     * without copying them (PY_VECTORCALL_ARGUMENTS_OFFSET). */
+    PyObject *small[10];
+    PyObject **stack = small;
+    Py_ssize_t size = 3 + nkw;
+    if (size > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+        stack = PyMem_Malloc(size * sizeof(PyObject *));
+        if (stack == NULL) {
+            Py_DECREF(names);
+            return PyErr_NoMemory();
+        }
+    }
+    PyObject **callargs = stack + 1;
+    callargs[0] = (PyObject *)self;
+    callargs[1] = sender;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        callargs[2 + i] = values[i];
+    }
+
+    PyObject *responses = PyList_New(0);
+    Py_ssize_t count = PyTuple_GET_SIZE(holders);
+    for (Py_ssize_t i = 0; responses != NULL && i < count; i++) {
+        PyObject *receiver = receiver_of(PyTuple_GET_ITEM(holders, i));
+        if (receiver == NULL) {
+            Py_CLEAR(responses);
+            break;
+        }
+        if (receiver == Py_None) {
+            Py_DECREF(receiver);
+            continue;
+        }
+        PyObject *response = PyObject_Vectorcall(
+            receiver, callargs, PY_VECTORCALL_ARGUMENTS_OFFSET, names);
+        /* A callee may have borrowed the slot in front; the arguments are intact. */
+        if (response == NULL) {
+            Py_DECREF(receiver);
+            Py_CLEAR(responses);
+            break;
+        }
+        PyObject *pair = PyTuple_New(2);
+        if (pair == NULL) {
+            Py_DECREF(receiver);
+            Py_DECREF(response);
+            Py_CLEAR(responses);
+            break;
+        }
+        PyTuple_SET_ITEM(pair, 0, receiver);
+        PyTuple_SET_ITEM(pair, 1, response);
+        if (PyList_Append(responses, pair) < 0) {
+            Py_CLEAR(responses);
+        }
+        Py_DECREF(pair);
+    }
+    if (stack != small) {
+        PyMem_Free(stack);
+    }
+    Py_DECREF(names);
+    return responses;
+}
+
+static int
+is_named(PyObject *key, PyObject *name)
+{
+    return key == name || PyUnicode_Compare(key, name) == 0;
+}
+
+static PyObject *
+SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *const *values = args + nargs;
+    if (nargs != 1) {
+        if (nargs > 1) {
+            PyErr_Format(PyExc_TypeError,
+                         "send() takes 1 positional argument (the sender) but %zd were given; "
+                         "pass the rest by name",
+                         nargs);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            if (is_named(PyTuple_GET_ITEM(kwnames, i), str_sender)) {
+                return send_slow(self, values[i], values, kwnames, i);
+            }
+        }
+        PyErr_SetString(PyExc_TypeError,
+                        "send() missing 1 required positional argument: 'sender'");
+        return NULL;
+    }
+    PyObject *sender = args[0];
+    if (self->connections == NULL || PyDict_GET_SIZE(self->connections) == 0) {
+        return PyList_New(0);
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        /* The receiver call would clash with the signal= it is given; the slow path
+         * raises Python's own error for that, when a receiver is called. */
+        if (is_named(PyTuple_GET_ITEM(kwnames, i), str_signal)) {
+            return send_slow(self, sender, values, kwnames, -1);
+        }
+    }
+    PyObject *key = PyLong_FromVoidPtr(sender);
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *holders =
+        self->send_cache == NULL ? NULL : PyDict_GetItemWithError(self->send_cache, key);
+    Py_DECREF(key);
+    if (holders == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        return send_slow(self, sender, values, kwnames, -1);
+    }
+    /* A receiver may connect or disconnect, replacing the cache entry: keep ours. */
+    Py_INCREF(holders);
+    PyObject *responses = call_receivers(self, holders, sender, values, kwnames);
+    Py_DECREF(holders);
+    return responses;
+}
+
+static PyMethodDef SendCore_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))SendCore_send, METH_FASTCALL | METH_KEYWORDS,
+     "send($self, sender, /, **named)\n--\n\n"
+     "Call every receiver for *sender*; return ``[(receiver, response), ...]``.\n\n"
+     "A receiver's exception propagates, and later receivers are not called.\n"
+     "Async receivers are run to completion in a fresh event loop; inside a running\n"
+     "loop, use :meth:`asend` instead."},
+    {NULL},
+};
+
+/* -- life cycle -------------------------------------------------------------------- */
+
+static PyObject *
+SendCore_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    SendCore *self = (SendCore *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->connections = PyDict_New();
+    self->send_cache = PyDict_New();
+    if (self->connections == NULL || self->send_cache == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+SendCore_traverse(SendCore *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->connections);
+    Py_VISIT(self->send_cache);
+    return 0;
+}
+
+static int
+SendCore_clear(SendCore *self)
+{
+    Py_CLEAR(self->connections);
+    Py_CLEAR(self->send_cache);
+    return 0;
+}
+
+static void
+SendCore_dealloc(SendCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    SendCore_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject SendCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tocsin._speedups.SendCore",
+    .tp_doc = "The send path of tocsin.Signal, in C (see tocsin._send.SendCore).",
+    .tp_basicsize = sizeof(SendCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = SendCore_new,
+    .tp_dealloc = (destructor)SendCore_dealloc,
+    .tp_traverse = (traverseproc)SendCore_traverse,
+    .tp_clear = (inquiry)SendCore_clear,
+    .tp_methods = SendCore_methods,
+    .tp_getset = SendCore_getset,
+};
+
+/* -- module ------------------------------------------------------------------------ */
+
+static int
+speedups_exec(PyObject *module)
+{
+    if (str_signal != NULL) { /* a second import (a sub-interpreter): all set already */
+        return PyModule_AddObjectRef(module, "SendCore", (PyObject *)&SendCore_Type);
+    }
+    str_signal = PyUnicode_InternFromString("signal");
+    str_sender = PyUnicode_InternFromString("sender");
+    str_send_slow = PyUnicode_InternFromString("_send_slow");
+    if (str_signal == NULL || str_sender == NULL || str_send_slow == NULL) {
+        return -1;
+    }
+    kwnames_robust = Py_BuildValue("(s)", "robust");
+    kwnames_signal_sender = PyTuple_Pack(2, str_signal, str_sender);
+    if (kwnames_robust == NULL || kwnames_signal_sender == NULL) {
+        return -1;
+    }
+    if (PyType_Ready(&SendCore_Type) < 0) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, "SendCore", (PyObject *)&SendCore_Type);
+}
+
+static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, speedups_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tocsin._speedups",
+    .m_doc = "Signal.send in C; tocsin._send holds the pure-Python reference.",
+    .m_size = 0,
+    .m_slots = speedups_slots,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&speedups_module);
+}

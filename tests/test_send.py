@@ -1,0 +1,218 @@
+"""The send path (tocsin._send, and its C twin tocsin._speedups) at its edges.
+
+``make test`` runs this module, with the rest of the core suite, twice: once as
+installed (the C send where it was built) and once with ``TOCSIN_PURE_PYTHON=1``.
+Every test here must pass on both, with the same results and the same errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import subprocess
+import sys
+import weakref
+from typing import Any
+
+import pytest
+
+from tocsin import Signal
+from tocsin._send import COMPILED, PureSendCore, SendCore
+
+
+class Shop:
+    pass
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def on_event(self, **kwargs: Any) -> str:
+        self.calls.append(kwargs)
+        return "method"
+
+
+def echo(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
+
+
+def test_which_send_runs_is_what_the_environment_asks() -> None:
+    pure_asked = os.environ.get("TOCSIN_PURE_PYTHON", "") not in ("", "0")
+    if pure_asked:
+        assert not COMPILED
+    if os.environ.get("TOCSIN_EXPECT_COMPILED") == "1":  # set by `make test`
+        assert COMPILED, "tocsin._speedups was not built: the C send is not under test"
+    assert (SendCore is PureSendCore) is (not COMPILED)
+    assert issubclass(Signal, SendCore)
+
+
+def test_a_fresh_process_honours_tocsin_pure_python() -> None:
+    code = "import tocsin._send as s; print(s.COMPILED, s.SendCore.__module__)"
+    env = {**os.environ, "TOCSIN_PURE_PYTHON": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "tocsin._send"]
+
+
+def test_every_receiver_gets_signal_sender_and_each_named_argument() -> None:
+    sig = Signal(name="t.send")
+    sig.connect(echo, sender=Shop)
+    [(receiver, response)] = sig.send(Shop, a=1, b="two")
+    assert receiver is echo
+    assert response == {"signal": sig, "sender": Shop, "a": 1, "b": "two"}
+    # and once more from the per-sender tuple, built by the first send
+    assert sig.send(Shop, b=3) == [(echo, {"signal": sig, "sender": Shop, "b": 3})]
+
+
+def test_many_named_arguments() -> None:
+    sig = Signal(name="t.many")
+    sig.connect(echo, sender=Shop)
+    named = {f"arg{i}": i for i in range(40)}
+    sig.send(Shop)  # build the tuple
+    [(_, response)] = sig.send(Shop, **named)
+    assert response == {"signal": sig, "sender": Shop, **named}
+
+
+def test_sender_given_by_name() -> None:
+    sig = Signal(name="t.by_name")
+    sig.connect(echo, sender=Shop)
+    sig.send(Shop)
+    assert sig.send(sender=Shop, a=1) == [(echo, {"signal": sig, "sender": Shop, "a": 1})]
+    assert sig.send(a=1, sender=Shop) == [(echo, {"signal": sig, "sender": Shop, "a": 1})]
+
+
+def test_sender_missing_or_extra_positional_arguments() -> None:
+    sig = Signal(name="t.args")
+    sig.connect(echo)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'sender'"):
+        sig.send()  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'sender'"):
+        sig.send(a=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="positional argument"):
+        sig.send(Shop, 1)  # type: ignore[call-arg]
+    empty = Signal(name="t.args.empty")
+    with pytest.raises(TypeError, match="'sender'"):
+        empty.send()  # type: ignore[call-arg]
+
+
+def test_a_named_argument_called_signal_is_an_error_at_the_receiver_call() -> None:
+    sig = Signal(name="t.clash")
+    assert sig.send(Shop, signal=1) == []  # no receiver: nothing is called
+    sig.connect(echo, sender=Shop)
+    sig.send(Shop)
+    with pytest.raises(TypeError, match="multiple values for keyword argument 'signal'"):
+        sig.send(Shop, signal=1)
+
+
+def test_bound_methods_strong_holders_and_collected_receivers() -> None:
+    sig = Signal(name="t.holders")
+    listener = Listener()
+    sig.connect(listener.on_event, sender=Shop)  # a WeakMethod holder
+
+    class NoWeakref:
+        __slots__ = ()
+
+        def __call__(self, **kwargs: Any) -> str:
+            return "strong"
+
+    callable_object = NoWeakref()
+    sig.connect(callable_object, sender=Shop, weak=False)  # a strong holder
+    doomed = eval("lambda **kwargs: 'doomed'")
+    sig.connect(doomed, sender=Shop)
+    assert [r for _, r in sig.send(Shop, x=1)] == ["method", "strong", "doomed"]
+    del doomed
+    gc.collect()
+    assert [r for _, r in sig.send(Shop, x=2)] == ["method", "strong"]
+    assert listener.calls == [
+        {"signal": sig, "sender": Shop, "x": 1},
+        {"signal": sig, "sender": Shop, "x": 2},
+    ]
+
+
+def test_an_exception_propagates_and_stops_the_send() -> None:
+    sig = Signal(name="t.raise")
+    log: list[str] = []
+
+    def first(**kwargs: Any) -> None:
+        log.append("first")
+        raise LookupError("first failed")
+
+    def second(**kwargs: Any) -> None:
+        log.append("second")
+
+    sig.connect(first, sender=Shop)
+    sig.connect(second, sender=Shop)
+    for _ in range(2):  # the slow path, then the per-sender tuple
+        with pytest.raises(LookupError, match="first failed"):
+            sig.send(Shop, a=1)
+    assert log == ["first", "first"]
+
+
+def test_a_receiver_replacing_the_cache_mid_send() -> None:
+    sig = Signal(name="t.mutate")
+    seen: list[str] = []
+
+    def late(**kwargs: Any) -> str:
+        seen.append("late")
+        return "late"
+
+    def disconnect_all(**kwargs: Any) -> str:
+        seen.append("clear")
+        sig.receivers = []
+        sig.connect(late, sender=Shop)
+        return "clear"
+
+    def after(**kwargs: Any) -> str:
+        seen.append("after")
+        return "after"
+
+    sig.connect(disconnect_all, sender=Shop, weak=False)
+    sig.connect(after, sender=Shop)
+    assert [r for _, r in sig.send(Shop)] == ["clear", "after"]  # this send's tuple
+    assert [r for _, r in sig.send(Shop)] == ["late"]
+    assert seen == ["clear", "after", "late"]
+
+
+def test_send_holds_no_reference_once_done() -> None:
+    """Every object a send touches has the reference count it had before: no leak
+    (a C reference-counting slip shows here) and nothing kept."""
+    sig = Signal(name="t.refs")
+    listener = Listener()
+
+    def plain(**kwargs: Any) -> None:
+        return None
+
+    def failing(**kwargs: Any) -> None:
+        raise ValueError("no")
+
+    sig.connect(plain, sender=Shop)
+    sig.connect(listener.on_event, sender=Shop)
+    other = Signal(name="t.refs.failing")
+    other.connect(failing, sender=Shop)
+    argument = object()
+    sig.send(Shop, value=argument)
+    listener.calls.clear()
+    tracked = (argument, plain, Shop, sig, listener, failing)
+    before = [sys.getrefcount(o) for o in tracked]
+    for _ in range(1000):
+        sig.send(Shop, value=argument)
+        with pytest.raises(ValueError, match="no"):
+            other.send(Shop, value=argument)
+        listener.calls.clear()
+    after = [sys.getrefcount(o) for o in tracked]
+    assert after == before
+
+
+def test_signals_are_weakly_referenceable_and_collected() -> None:
+    sig = Signal(name="t.collect")
+    # A receiver that refers back to its signal: a cycle only the collector can free.
+    cycle = functools.partial(lambda signals, **kwargs: signals, [sig])
+    sig.connect(cycle, weak=False)
+    assert sig.send(None) == [(cycle, [sig])]
+    ref = weakref.ref(sig)
+    del sig, cycle
+    gc.collect()
+    assert ref() is None
