@@ -39,7 +39,6 @@ from tocsin._refs import (
     describe,
     is_async_callable,
     receiver_identity,
-    sender_is_by_value,
     sender_key,
     strong_holder,
 )
@@ -297,11 +296,17 @@ class Signal(SendCore):
             identity = receiver_identity(receiver)
         if dispatch_uid is not None:
             identity = ("uid", dispatch_uid)
+        # sender_key() and sender_is_by_value() spelled out: this runs per connect.
+        sender_holder = None
         if sender is None:
-            skey, sender_holder = ANY_SENDER, None
+            skey: Hashable = ANY_SENDER
+        elif type(sender) is str:
+            skey = sender
+        elif type(sender) is int:
+            skey = (int, sender)
         else:
-            skey = sender_key(sender)
-            sender_holder = None if sender_is_by_value(sender) else self._hold_sender(sender, skey)
+            skey = id(sender)
+            sender_holder = self._hold_sender(sender, skey)
         lookup_key = (identity, skey)
         holder: Holder
         fast_holder: Holder
@@ -341,7 +346,15 @@ class Signal(SendCore):
             bucket[lookup_key] = connection
             if dispatch_uid is not None:
                 self._known_uids.add(dispatch_uid)
-            self._invalidate(skey)
+            # _invalidate(skey), inline: a call is a good part of a connect's cost.
+            if skey is ANY_SENDER:
+                if self._send_cache:
+                    self._send_cache = {}
+                if self._plans:
+                    self._plans = {}
+            else:
+                self._send_cache.pop(skey, None)
+                self._plans.pop(skey, None)
         finally:
             self._lock.release()
         if (not was_active or self._emptied) and self._activity_watchers:
@@ -426,7 +439,10 @@ class Signal(SendCore):
                     f"{dispatch_uid!r}. Known dispatch_uids: {', '.join(known) or 'none'}."
                 )
             connection = self._connections.get((identity, skey))
-            if connection is None or not connection.serves(sender):
+            if connection is None:
+                return False
+            holder = connection.sender_holder  # connection.serves(sender), inline
+            if holder is not None and holder() is not sender:
                 return False
             self._remove(connection)
             return True
@@ -478,11 +494,20 @@ class Signal(SendCore):
         del self._connections[connection.lookup_key]
         if not self._connections and self._activity_watchers:
             self._emptied = True  # told to the watchers once the lock is released
-        bucket = self._by_sender[connection.sender_key]
+        skey = connection.sender_key
+        bucket = self._by_sender[skey]
         del bucket[connection.lookup_key]
         if not bucket:
-            del self._by_sender[connection.sender_key]
-        self._invalidate(connection.sender_key)
+            del self._by_sender[skey]
+        # _invalidate(skey), inline: a call is a good part of a disconnect's cost.
+        if skey is ANY_SENDER:
+            if self._send_cache:
+                self._send_cache = {}
+            if self._plans:
+                self._plans = {}
+        else:
+            self._send_cache.pop(skey, None)
+            self._plans.pop(skey, None)
 
     def _invalidate(self, skey: Hashable) -> None:
         """Drop cached receivers that a change for *skey* affects (lock held).
