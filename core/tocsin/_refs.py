@@ -27,7 +27,6 @@ __all__ = [
     "describe",
     "is_async_callable",
     "receiver_identity",
-    "sender_is_by_value",
     "sender_key",
     "strong_holder",
 ]
@@ -79,11 +78,6 @@ def sender_key(sender: Any) -> Hashable:
     if kind is int:
         return (int, sender)
     return id(sender)
-
-
-def sender_is_by_value(sender: Any) -> bool:
-    """True for senders matched by value (and so never tracked for their lifetime)."""
-    return sender is None or type(sender) is str or type(sender) is int
 
 
 #: Senders that live as long as the interpreter: their id() is never reused.

@@ -296,7 +296,7 @@ class Signal(SendCore):
             identity = receiver_identity(receiver)
         if dispatch_uid is not None:
             identity = ("uid", dispatch_uid)
-        # sender_key() and sender_is_by_value() spelled out: this runs per connect.
+        # sender_key() spelled out (and by-value senders need no holder): per connect.
         sender_holder = None
         if sender is None:
             skey: Hashable = ANY_SENDER
