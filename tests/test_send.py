@@ -78,6 +78,7 @@ def test_many_named_arguments() -> None:
 
 def test_sender_given_by_name() -> None:
     sig = Signal(name="t.by_name")
+    assert sig.send(sender=Shop, a=1) == []  # no receiver at all
     sig.connect(echo, sender=Shop)
     sig.send(Shop)
     assert sig.send(sender=Shop, a=1) == [(echo, {"signal": sig, "sender": Shop, "a": 1})]

@@ -48,10 +48,21 @@ set_dict(PyObject **slot, PyObject *value, const char *name)
     return 0;
 }
 
+/* NULL only after tp_clear, while the collector breaks a cycle: read as unset. */
+static PyObject *
+get_dict(PyObject *value, const char *name)
+{
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "%s", name);
+        return NULL;
+    }
+    return Py_NewRef(value);
+}
+
 static PyObject *
 get_connections(SendCore *self, void *closure)
 {
-    return Py_NewRef(self->connections);
+    return get_dict(self->connections, "_connections");
 }
 
 static int
@@ -63,7 +74,7 @@ set_connections(SendCore *self, PyObject *value, void *closure)
 static PyObject *
 get_send_cache(SendCore *self, void *closure)
 {
-    return Py_NewRef(self->send_cache);
+    return get_dict(self->send_cache, "_send_cache");
 }
 
 static int
@@ -82,8 +93,8 @@ static PyGetSetDef SendCore_getset[] = {
 
 /* -- sending ----------------------------------------------------------------------- */
 
-/* The slow path: self._send_slow(sender, named, robust=False), named built from the
- * keyword arguments args[0:nkw] / kwnames[skip_kw...], leaving out index `skip`. */
+/* The slow path: self._send_slow(sender, named, robust=False), with named built from
+ * the keyword arguments (values[i] named kwnames[i]), leaving out index `skip`. */
 static PyObject *
 send_slow(SendCore *self, PyObject *sender, PyObject *const *values, PyObject *kwnames,
           Py_ssize_t skip)
@@ -220,6 +231,9 @@ SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         }
         for (Py_ssize_t i = 0; i < nkw; i++) {
             if (is_named(PyTuple_GET_ITEM(kwnames, i), str_sender)) {
+                if (self->connections == NULL || PyDict_GET_SIZE(self->connections) == 0) {
+                    return PyList_New(0);
+                }
                 return send_slow(self, values[i], values, kwnames, i);
             }
         }
