@@ -15,6 +15,11 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h> /* PyMemberDef and T_OBJECT_EX before Python 3.12 */
+
+#ifndef Py_T_OBJECT_EX
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#endif
 
 typedef struct {
     PyObject_HEAD
@@ -31,63 +36,14 @@ static PyObject *kwnames_signal_sender; /* ("signal", "sender") */
 
 /* -- attributes -------------------------------------------------------------------- */
 
-static int
-set_dict(PyObject **slot, PyObject *value, const char *name)
-{
-    if (value == NULL) {
-        PyErr_Format(PyExc_AttributeError, "cannot delete %s", name);
-        return -1;
-    }
-    if (!PyDict_CheckExact(value)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a dict, not %.200s", name,
-                     Py_TYPE(value)->tp_name);
-        return -1;
-    }
-    Py_INCREF(value);
-    Py_SETREF(*slot, value);
-    return 0;
-}
-
-/* NULL only after tp_clear, while the collector breaks a cycle: read as unset. */
-static PyObject *
-get_dict(PyObject *value, const char *name)
-{
-    if (value == NULL) {
-        PyErr_Format(PyExc_AttributeError, "%s", name);
-        return NULL;
-    }
-    return Py_NewRef(value);
-}
-
-static PyObject *
-get_connections(SendCore *self, void *closure)
-{
-    return get_dict(self->connections, "_connections");
-}
-
-static int
-set_connections(SendCore *self, PyObject *value, void *closure)
-{
-    return set_dict(&self->connections, value, "_connections");
-}
-
-static PyObject *
-get_send_cache(SendCore *self, void *closure)
-{
-    return get_dict(self->send_cache, "_send_cache");
-}
-
-static int
-set_send_cache(SendCore *self, PyObject *value, void *closure)
-{
-    return set_dict(&self->send_cache, value, "_send_cache");
-}
-
-static PyGetSetDef SendCore_getset[] = {
-    {"_connections", (getter)get_connections, (setter)set_connections,
-     "lookup key -> connection", NULL},
-    {"_send_cache", (getter)get_send_cache, (setter)set_send_cache,
-     "id(sender) -> tuple of receiver holders, in dispatch order", NULL},
+/* Plain member slots, as __slots__ would make them, so that Signal's Python code reads
+ * and writes them as fast as any slot.  Python only ever stores dicts there; the send
+ * checks, and takes the slow path for anything else. */
+static PyMemberDef SendCore_members[] = {
+    {"_connections", Py_T_OBJECT_EX, offsetof(SendCore, connections), 0,
+     "lookup key -> connection"},
+    {"_send_cache", Py_T_OBJECT_EX, offsetof(SendCore, send_cache), 0,
+     "id(sender) -> tuple of receiver holders, in dispatch order"},
     {NULL},
 };
 
@@ -210,6 +166,14 @@ call_receivers(SendCore *self, PyObject *holders, PyObject *sender, PyObject *co
     return responses;
 }
 
+/* Whether the signal has no connection at all; anything but a dict asks Python. */
+static inline int
+is_empty(PyObject *connections)
+{
+    return connections != NULL && PyDict_CheckExact(connections) &&
+           PyDict_GET_SIZE(connections) == 0;
+}
+
 static int
 is_named(PyObject *key, PyObject *name)
 {
@@ -231,7 +195,7 @@ SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         }
         for (Py_ssize_t i = 0; i < nkw; i++) {
             if (is_named(PyTuple_GET_ITEM(kwnames, i), str_sender)) {
-                if (self->connections == NULL || PyDict_GET_SIZE(self->connections) == 0) {
+                if (is_empty(self->connections)) {
                     return PyList_New(0);
                 }
                 return send_slow(self, values[i], values, kwnames, i);
@@ -242,7 +206,7 @@ SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         return NULL;
     }
     PyObject *sender = args[0];
-    if (self->connections == NULL || PyDict_GET_SIZE(self->connections) == 0) {
+    if (is_empty(self->connections)) {
         return PyList_New(0);
     }
     for (Py_ssize_t i = 0; i < nkw; i++) {
@@ -256,10 +220,11 @@ SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     if (key == NULL) {
         return NULL;
     }
+    PyObject *cache = self->send_cache;
     PyObject *holders =
-        self->send_cache == NULL ? NULL : PyDict_GetItemWithError(self->send_cache, key);
+        cache != NULL && PyDict_CheckExact(cache) ? PyDict_GetItemWithError(cache, key) : NULL;
     Py_DECREF(key);
-    if (holders == NULL) {
+    if (holders == NULL || !PyTuple_CheckExact(holders)) {
         if (PyErr_Occurred()) {
             return NULL;
         }
@@ -335,7 +300,7 @@ static PyTypeObject SendCore_Type = {
     .tp_traverse = (traverseproc)SendCore_traverse,
     .tp_clear = (inquiry)SendCore_clear,
     .tp_methods = SendCore_methods,
-    .tp_getset = SendCore_getset,
+    .tp_members = SendCore_members,
 };
 
 /* -- module ------------------------------------------------------------------------ */
