@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from tocsin._errors import AsyncReceiversInLoopError, UnknownDispatchUidError
-from tocsin._send import Responses
+from tocsin._send import COMPILED, Responses
 
 if TYPE_CHECKING:
     from tocsin._send import PureSendCore as SendCore
@@ -101,31 +101,19 @@ class _Connection:
         "strong",
     )
 
-    def __init__(
-        self,
-        lookup_key: Hashable,
-        sender_key: Hashable,
-        holder: Holder,
-        fast_holder: Holder,
-        strong: Callable[..., Any] | None,
-        sender_holder: Callable[[], Any] | None,
-        priority: int,
-        order: int,
-        is_async: bool,
-        dispatch_uid: Hashable | None,
-    ) -> None:
-        self.lookup_key = lookup_key
-        self.sender_key = sender_key
-        self.holder = holder  # ref(): the receiver, or None once collected
-        # What send tuples hold: for a weakly held function, the plain (callback-less,
-        # shared) weakref.ref, which calls faster than the subclass carrying the callback.
-        self.fast_holder = fast_holder
-        self.strong = strong  # keeps a weak=False receiver alive
-        self.sender_holder = sender_holder  # identity senders only: the sender or None
-        self.priority = priority
-        self.order = order
-        self.is_async = is_async
-        self.dispatch_uid = dispatch_uid
+    # Made only by Signal._connect, field by field (see there).
+    lookup_key: Hashable
+    sender_key: Hashable
+    holder: Holder  # ref(): the receiver, or None once collected
+    # What send tuples hold: for a weakly held function under the pure-Python send,
+    # the plain (callback-less, shared) weakref.ref, which it calls a little faster.
+    fast_holder: Holder
+    strong: Callable[..., Any] | None  # keeps a weak=False receiver alive
+    sender_holder: Callable[[], Any] | None  # identity senders only: the sender or None
+    priority: int
+    order: int
+    is_async: bool
+    dispatch_uid: Hashable | None
 
     def alive(self) -> bool:
         if self.holder() is None:
@@ -135,6 +123,9 @@ class _Connection:
     def serves(self, sender: Any) -> bool:
         """Whether this connection's sender is *sender* itself (not an id look-alike)."""
         return self.sender_holder is None or self.sender_holder() is sender
+
+
+_new_connection = object.__new__
 
 
 class _Plan(NamedTuple):
@@ -338,7 +329,9 @@ class Signal(SendCore):
         if weak and type(receiver) is types.FunctionType:
             ref = holder = ReceiverRef(receiver, self._on_receiver_death)
             ref.lookup_key = lookup_key
-            strong, fast_holder = None, weakref.ref(receiver)
+            # The C send reads a ReceiverRef as fast as a plain reference; the pure one
+            # calls a plain reference a little faster, worth one more (shared) object.
+            strong, fast_holder = None, ref if COMPILED else weakref.ref(receiver)
         else:
             holder, strong = self._hold_receiver(receiver, weak, lookup_key)
             fast_holder = holder
@@ -352,18 +345,18 @@ class Signal(SendCore):
                 if existing.alive():
                     return None
                 self._remove(existing)
-            connection = _Connection(
-                lookup_key,
-                skey,
-                holder,
-                fast_holder,
-                strong,
-                sender_holder,
-                priority,
-                next(self._order),
-                is_async,
-                dispatch_uid,
-            )
+            # Field by field: calling the class would cost as much again as the stores.
+            connection = _new_connection(_Connection)
+            connection.lookup_key = lookup_key
+            connection.sender_key = skey
+            connection.holder = holder
+            connection.fast_holder = fast_holder
+            connection.strong = strong
+            connection.sender_holder = sender_holder
+            connection.priority = priority
+            connection.order = next(self._order)
+            connection.is_async = is_async
+            connection.dispatch_uid = dispatch_uid
             self._connections[lookup_key] = connection
             bucket = self._by_sender.get(skey)
             if bucket is None:

@@ -73,11 +73,17 @@ send_slow(SendCore *self, PyObject *sender, PyObject *const *values, PyObject *k
     return result;
 }
 
-/* One holder's receiver as a new reference, or Py_None (new) once it is gone. */
+/* weakref.ref's own __call__, read off a real reference at import. */
+static ternaryfunc weakref_call;
+
+/* One holder's receiver as a new reference, or Py_None (new) once it is gone.  A
+ * weak reference whose call is weakref.ref's own (the plain type, or a subclass such as
+ * ReceiverRef that keeps it) is read directly; anything else (a WeakMethod, a strong
+ * holder) is called. */
 static inline PyObject *
 receiver_of(PyObject *holder)
 {
-    if (PyWeakref_CheckRefExact(holder)) {
+    if (PyWeakref_CheckRef(holder) && Py_TYPE(holder)->tp_call == weakref_call) {
 #if PY_VERSION_HEX >= 0x030D0000
         PyObject *receiver;
         if (PyWeakref_GetRef(holder, &receiver) < 0) {
@@ -322,6 +328,12 @@ speedups_exec(PyObject *module)
     if (kwnames_robust == NULL || kwnames_signal_sender == NULL) {
         return -1;
     }
+    PyObject *probe = PyWeakref_NewRef(module, NULL);
+    if (probe == NULL) {
+        return -1;
+    }
+    weakref_call = Py_TYPE(probe)->tp_call;
+    Py_DECREF(probe);
     if (PyType_Ready(&SendCore_Type) < 0) {
         return -1;
     }
