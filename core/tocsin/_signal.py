@@ -127,6 +127,21 @@ class _Connection:
 
 _new_connection = object.__new__
 
+#: A sender's connections: most senders have a single receiver, and a dict for each of
+#: them would be the largest object a connection costs, so a lone connection is kept
+#: as it is, and a dict (lookup key -> connection) holds two or more.
+_Bucket = _Connection | dict[Hashable, _Connection]
+
+
+def _bucket_connections(bucket: _Bucket | None) -> list[_Connection]:
+    """A snapshot of the connections in *bucket* (none for None)."""
+    if bucket is None:
+        return []
+    if type(bucket) is dict:
+        return list(bucket.values())
+    assert type(bucket) is _Connection
+    return [bucket]
+
 
 class _Plan(NamedTuple):
     """The receivers of one sender, in dispatch order, as a send needs them."""
@@ -203,9 +218,10 @@ class Signal(SendCore):
         self.name = name
         self._lock = threading.Lock()
         self._order = itertools.count()
-        # lookup key -> connection, and sender key -> {lookup key -> connection}
+        # lookup key -> connection, and sender key -> that sender's connections (see
+        # _Bucket: the connection itself while it is the only one).
         self._connections: dict[Hashable, _Connection] = {}
-        self._by_sender: dict[Hashable, dict[Hashable, _Connection]] = {}
+        self._by_sender: dict[Hashable, _Bucket] = {}
         self._known_uids: set[Hashable] = set()
         # Caches, rebuilt lazily by the slow path.  _plans maps a sender key (by value
         # for str and int, by id otherwise) to that sender's receivers.  _send_cache is
@@ -358,10 +374,14 @@ class Signal(SendCore):
             connection.is_async = is_async
             connection.dispatch_uid = dispatch_uid
             self._connections[lookup_key] = connection
+            # _file(connection), inline but for a second connection joining a first.
             bucket = self._by_sender.get(skey)
             if bucket is None:
-                bucket = self._by_sender[skey] = {}
-            bucket[lookup_key] = connection
+                self._by_sender[skey] = connection
+            elif type(bucket) is dict:
+                bucket[lookup_key] = connection
+            else:
+                self._file(connection)
             if dispatch_uid is not None:
                 self._known_uids.add(dispatch_uid)
             # _invalidate(skey), inline: a call is a good part of a connect's cost.
@@ -507,6 +527,18 @@ class Signal(SendCore):
             if self._emptied:
                 self._notify_activity()
 
+    def _file(self, connection: _Connection) -> None:
+        """Add *connection* to its sender's bucket (lock held)."""
+        skey = connection.sender_key
+        bucket = self._by_sender.get(skey)
+        if bucket is None:
+            self._by_sender[skey] = connection
+        elif type(bucket) is dict:
+            bucket[connection.lookup_key] = connection
+        else:
+            assert type(bucket) is _Connection
+            self._by_sender[skey] = {bucket.lookup_key: bucket, connection.lookup_key: connection}
+
     def _remove(self, connection: _Connection) -> None:
         """Forget a connection (lock held)."""
         del self._connections[connection.lookup_key]
@@ -514,9 +546,13 @@ class Signal(SendCore):
             self._emptied = True  # told to the watchers once the lock is released
         skey = connection.sender_key
         bucket = self._by_sender[skey]
-        del bucket[connection.lookup_key]
-        if not bucket:
+        if bucket is connection:
             del self._by_sender[skey]
+        else:
+            assert type(bucket) is dict
+            del bucket[connection.lookup_key]
+            if not bucket:
+                del self._by_sender[skey]
         # _invalidate(skey), inline: a call is a good part of a disconnect's cost.
         if skey is ANY_SENDER:
             if self._send_cache:
@@ -567,7 +603,7 @@ class Signal(SendCore):
                 self._remove(connection)
         while self._dead_senders:
             bucket = self._by_sender.get(self._dead_senders.pop())
-            for connection in list(bucket.values()) if bucket else ():
+            for connection in _bucket_connections(bucket):
                 if not connection.alive():
                     self._remove(connection)
 
@@ -614,10 +650,10 @@ class Signal(SendCore):
         return True
 
     def _build_plan(self, sender: Any, key: Hashable) -> _Plan:
-        connections = [c for c in self._by_sender.get(ANY_SENDER, {}).values() if c.alive()]
+        connections = [c for c in _bucket_connections(self._by_sender.get(ANY_SENDER)) if c.alive()]
         own = self._by_sender.get(key)
-        if own:
-            connections += [c for c in own.values() if c.alive() and c.serves(sender)]
+        if own is not None:
+            connections += [c for c in _bucket_connections(own) if c.alive() and c.serves(sender)]
         if not connections:
             return _EMPTY_PLAN
         connections.sort(key=lambda c: (-c.priority, c.order))
@@ -680,9 +716,7 @@ class Signal(SendCore):
             ]
             for connection in missing:
                 self._connections[connection.lookup_key] = connection
-                self._by_sender.setdefault(connection.sender_key, {})[connection.lookup_key] = (
-                    connection
-                )
+                self._file(connection)
                 self._invalidate(connection.sender_key)
             if missing:  # keep .receivers in connection order
                 ordered = sorted(self._connections.values(), key=lambda c: c.order)
