@@ -196,13 +196,28 @@ def test_send_holds_no_reference_once_done() -> None:
     argument = object()
     sig.send(Shop, value=argument)
     listener.calls.clear()
-    tracked = (argument, plain, Shop, sig, listener, failing)
-    before = [sys.getrefcount(o) for o in tracked]
-    for _ in range(1000):
-        sig.send(Shop, value=argument)
+    many = {f"arg{i}": argument for i in range(12)}  # past the C send's stack buffer
+    empty = Signal(name="t.refs.empty")
+    tracked = (argument, plain, Shop, sig, listener, failing, other, empty)
+
+    def every_shape() -> None:
+        sig.send(Shop, value=argument)  # the cached tuple
+        sig.send(Shop, **many)
+        sig.send(sender=Shop, value=argument)  # sender by name: the slow path
+        sig.send(argument, value=argument)  # no receiver for this sender
+        empty.send(Shop, value=argument)
         with pytest.raises(ValueError, match="no"):
             other.send(Shop, value=argument)
+        with pytest.raises(TypeError, match="multiple values"):
+            sig.send(Shop, signal=argument)
+        with pytest.raises(TypeError, match="sender"):
+            sig.send(value=argument)  # type: ignore[call-arg]
         listener.calls.clear()
+
+    every_shape()  # first sends build caches: count only from here
+    before = [sys.getrefcount(o) for o in tracked]
+    for _ in range(500):
+        every_shape()
     after = [sys.getrefcount(o) for o in tracked]
     assert after == before
 
