@@ -10,15 +10,18 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import shutil
 import subprocess
 import sys
 import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tocsin import Signal
 from tocsin._send import COMPILED, PureSendCore, SendCore
+from tocsin.testing import pip_install
 
 
 class Shop:
@@ -55,6 +58,59 @@ def test_a_fresh_process_honours_tocsin_pure_python() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "tocsin._send"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = (
+    "import tocsin, tocsin._send as s\n"
+    "sig = tocsin.Signal(name='probe')\n"
+    "def echo(**kwargs): return kwargs['value']\n"
+    "sig.connect(echo)\n"
+    "print(s.COMPILED, [r for _, r in sig.send(None, value=7)])\n"
+)
+
+
+def _install_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    """Install tocsin from a copy of this checkout with pip; return what PROBE prints."""
+    source = tmp_path / "source"
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        source.mkdir(exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "core", source / "core", ignore=shutil.ignore_patterns("*.so", "__pycache__")
+    )
+    monkeypatch.delenv("TOCSIN_PURE_PYTHON", raising=False)  # the pure suite run sets it
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    pip_install([source], tmp_path / "site", what="tocsin")
+    monkeypatch.delenv("TOCSIN_PURE_PYTHON", raising=False)
+    run_env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], env=run_env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler here")
+def test_pip_builds_the_c_send_where_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _install_copy(tmp_path, monkeypatch) == "True [7]"
+    assert list((tmp_path / "site" / "tocsin").glob("_speedups*.c")) == []  # source not shipped
+
+
+def test_an_install_whose_c_build_fails_is_pure_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _install_copy(tmp_path, monkeypatch, CC="false") == "False [7]"
+    assert list((tmp_path / "site" / "tocsin").glob("_speedups*")) == []
+
+
+def test_tocsin_pure_python_at_install_builds_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _install_copy(tmp_path, monkeypatch, TOCSIN_PURE_PYTHON="1") == "False [7]"
+    assert list((tmp_path / "site" / "tocsin").glob("_speedups*")) == []
 
 
 def test_every_receiver_gets_signal_sender_and_each_named_argument() -> None:
