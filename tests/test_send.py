@@ -141,6 +141,16 @@ def test_sender_given_by_name() -> None:
     assert sig.send(a=1, sender=Shop) == [(echo, {"signal": sig, "sender": Shop, "a": 1})]
 
 
+def test_sender_given_twice() -> None:
+    empty = Signal(name="t.twice.empty")
+    sig = Signal(name="t.twice")
+    sig.connect(echo, sender=Shop)
+    sig.send(Shop)
+    for signal in (empty, sig):
+        with pytest.raises(TypeError, match="multiple values for argument 'sender'"):
+            signal.send(Shop, sender=Shop)  # type: ignore[misc]
+
+
 def test_sender_missing_or_extra_positional_arguments() -> None:
     sig = Signal(name="t.args")
     sig.connect(echo)
@@ -268,6 +278,8 @@ def test_send_holds_no_reference_once_done() -> None:
             sig.send(Shop, signal=argument)
         with pytest.raises(TypeError, match="sender"):
             sig.send(value=argument)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="multiple values for argument 'sender'"):
+            sig.send(Shop, sender=argument)  # type: ignore[misc]
         listener.calls.clear()
 
     every_shape()  # first sends build caches: count only from here

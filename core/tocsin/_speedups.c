@@ -180,10 +180,13 @@ is_empty(PyObject *connections)
            PyDict_GET_SIZE(connections) == 0;
 }
 
-static int
+/* Whether keyword *key* is *name* ("sender" or "signal"; keywords from a call site
+ * are interned, so the pointers usually settle it, and the length most of the rest). */
+static inline int
 is_named(PyObject *key, PyObject *name)
 {
-    return key == name || PyUnicode_Compare(key, name) == 0;
+    return key == name || (PyUnicode_GET_LENGTH(key) == PyUnicode_GET_LENGTH(name) &&
+                           PyUnicode_Compare(key, name) == 0);
 }
 
 static PyObject *
@@ -212,15 +215,22 @@ SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         return NULL;
     }
     PyObject *sender = args[0];
+    int named_signal = 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (is_named(name, str_sender)) {
+            PyErr_SetString(PyExc_TypeError, "send() got multiple values for argument 'sender'");
+            return NULL;
+        }
+        named_signal |= is_named(name, str_signal);
+    }
     if (is_empty(self->connections)) {
         return PyList_New(0);
     }
-    for (Py_ssize_t i = 0; i < nkw; i++) {
+    if (named_signal) {
         /* The receiver call would clash with the signal= it is given; the slow path
          * raises Python's own error for that, when a receiver is called. */
-        if (is_named(PyTuple_GET_ITEM(kwnames, i), str_signal)) {
-            return send_slow(self, sender, values, kwnames, -1);
-        }
+        return send_slow(self, sender, values, kwnames, -1);
     }
     PyObject *key = PyLong_FromVoidPtr(sender);
     if (key == NULL) {
