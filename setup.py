@@ -1,11 +1,13 @@
 """The one thing pyproject.toml cannot say: build tocsin's C speedups only where it can.
 
 ``tocsin._speedups`` (Signal.send in C) is optional: where no C compiler is at hand,
-or on a free-threaded build, or with ``TOCSIN_PURE_PYTHON=1`` in the environment at
-install time, tocsin installs as pure Python and behaves the same.
+on an interpreter other than CPython or a free-threaded CPython, or with
+``TOCSIN_PURE_PYTHON=1`` in the environment at install time, tocsin installs as pure
+Python and behaves the same.
 """
 
 import os
+import platform
 import sysconfig
 
 from setuptools import Extension, setup
@@ -14,7 +16,9 @@ from setuptools import Extension, setup
 def speedups() -> list[Extension]:
     if os.environ.get("TOCSIN_PURE_PYTHON", "") not in ("", "0"):
         return []
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):  # written for the GIL
+    if platform.python_implementation() != "CPython":  # written for CPython's C API
+        return []
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):  # and for its GIL
         return []
     return [
         Extension(
