@@ -7,8 +7,10 @@ Every test here must pass on both, with the same results and the same errors.
 
 from __future__ import annotations
 
+import copy
 import functools
 import gc
+import inspect
 import os
 import shutil
 import subprocess
@@ -149,6 +151,73 @@ def test_sender_given_twice() -> None:
     for signal in (empty, sig):
         with pytest.raises(TypeError, match="multiple values for argument 'sender'"):
             signal.send(Shop, sender=Shop)  # type: ignore[misc]
+
+
+def test_a_named_argument_called_self_is_refused() -> None:
+    empty = Signal(name="t.self.empty")
+    sig = Signal(name="t.self")
+    sig.connect(echo, sender=Shop)
+    sig.send(Shop)
+    for signal in (empty, sig):
+        with pytest.raises(TypeError, match="multiple values for argument 'self'"):
+            signal.send(Shop, self=1)  # type: ignore[misc]
+        with pytest.raises(TypeError, match="multiple values for argument 'self'"):
+            signal.send(sender=Shop, self=1)  # type: ignore[misc]
+
+
+def test_the_signature_is_the_python_one() -> None:
+    parameters = inspect.signature(Signal(name="t.signature").send).parameters
+    assert [(p.name, p.kind) for p in parameters.values()] == [
+        ("sender", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        ("named", inspect.Parameter.VAR_KEYWORD),
+    ]
+
+
+class Bag(dict):  # type: ignore[type-arg]
+    """A dict that can be weakly referenced: its update() is a bound method written in C."""
+
+
+def test_a_bound_method_written_in_c_as_a_receiver() -> None:
+    """Such a method (another signal's send under the C send, a dict subclass's
+    update, a compiled class's method) is made anew on each access, as a Python bound
+    method is: it is held and identified by its object, not by the passing object."""
+    sig, strong = Signal(name="t.c_method"), Signal(name="t.c_method.strong")
+    bag = Bag()
+    sig.connect(bag.update)  # weakly, the default
+    strong.connect(bag.update, weak=False)
+    gc.collect()
+    assert sig.receivers == [bag.update]
+    assert sig.send(Shop, a=1) == [(bag.update, None)]
+    assert bag == {"signal": sig, "sender": Shop, "a": 1}
+    sig.connect(bag.update)  # the same receiver again: still one connection
+    assert len(sig.receivers) == 1
+    assert strong.disconnect(bag.update) is True
+    assert strong.receivers == []
+    bag_ref = weakref.ref(bag)
+    bag.clear()
+    del bag
+    gc.collect()
+    assert bag_ref() is None
+    assert sig.receivers == []  # held weakly: gone with its object
+    assert sig.send(Shop) == []
+
+
+def test_another_signals_send_connects_and_disconnects_by_identity() -> None:
+    outer, inner = Signal(name="t.outer"), Signal(name="t.inner")
+    outer.connect(inner.send)
+    gc.collect()
+    assert outer.receivers == [inner.send]
+    assert outer.send(Shop) == [(inner.send, [])]  # inner has no receiver of its own
+    assert outer.disconnect(inner.send) is True
+    assert outer.receivers == []
+
+
+def test_a_signal_copies_as_in_pure_python() -> None:
+    sig = Signal(name="t.copy")
+    sig.connect(echo, sender=Shop)
+    duplicate = copy.copy(sig)
+    assert duplicate.name == "t.copy"
+    assert duplicate.send(Shop, a=1) == [(echo, {"signal": duplicate, "sender": Shop, "a": 1})]
 
 
 def test_sender_missing_or_extra_positional_arguments() -> None:

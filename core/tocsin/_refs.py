@@ -21,11 +21,13 @@ __all__ = [
     "ANY_SENDER",
     "IMMORTAL_SENDERS",
     "ReceiverRef",
+    "ReceiverWeakBuiltinMethod",
     "ReceiverWeakMethod",
     "SenderRef",
     "accepts_kwargs",
     "describe",
     "is_async_callable",
+    "is_builtin_method",
     "receiver_identity",
     "sender_key",
     "strong_holder",
@@ -50,6 +52,34 @@ class ReceiverWeakMethod(weakref.WeakMethod):  # type: ignore[type-arg]
 
     __slots__ = ("lookup_key",)
     lookup_key: Hashable
+
+
+class ReceiverWeakBuiltinMethod(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a bound method written in C (another signal's ``send``,
+    say), which, like a bound method, is made anew on each attribute access: it holds
+    the object weakly and looks the method up again when called."""
+
+    __slots__ = ("lookup_key", "name")
+    lookup_key: Hashable
+    name: str
+
+    def __new__(cls, method: Any, callback: Callable[[Any], object]) -> ReceiverWeakBuiltinMethod:
+        self = super().__new__(cls, method.__self__, callback)
+        self.name = method.__name__
+        return self
+
+    def __call__(self) -> Callable[..., Any] | None:
+        obj = super().__call__()
+        return None if obj is None else getattr(obj, self.name)
+
+
+def is_builtin_method(receiver: object) -> bool:
+    """Whether *receiver* is a method written in C bound to an object (not a module's
+    function such as ``print``): such a bound object is made anew on each access."""
+    if isinstance(receiver, (types.BuiltinMethodType, types.MethodWrapperType)):
+        owner = receiver.__self__
+        return owner is not None and not isinstance(owner, types.ModuleType)
+    return False
 
 
 class SenderRef(weakref.ref):  # type: ignore[type-arg]
@@ -85,9 +115,12 @@ IMMORTAL_SENDERS = (None, True, False, Ellipsis, NotImplemented)
 
 
 def receiver_identity(receiver: Callable[..., Any]) -> Hashable:
-    """Return the identity of a receiver: (object, function) for a bound method."""
+    """Return the identity of a receiver: (object, function) for a bound method,
+    (object, name) for a bound method written in C."""
     if isinstance(receiver, types.MethodType):
         return (id(receiver.__self__), id(receiver.__func__))
+    if is_builtin_method(receiver):
+        return (id(receiver.__self__), receiver.__name__)  # type: ignore[attr-defined]
     return id(receiver)
 
 

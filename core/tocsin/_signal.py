@@ -33,11 +33,13 @@ from tocsin._refs import (
     IMMORTAL_SENDERS,
     Holder,
     ReceiverRef,
+    ReceiverWeakBuiltinMethod,
     ReceiverWeakMethod,
     SenderRef,
     accepts_kwargs,
     describe,
     is_async_callable,
+    is_builtin_method,
     receiver_identity,
     sender_key,
     strong_holder,
@@ -407,10 +409,12 @@ class Signal(SendCore):
                 return weakref.ref(receiver), receiver
             except TypeError:
                 return strong_holder(receiver), receiver
-        ref: ReceiverRef | ReceiverWeakMethod
+        ref: ReceiverRef | ReceiverWeakMethod | ReceiverWeakBuiltinMethod
         try:
             if isinstance(receiver, types.MethodType):
                 ref = ReceiverWeakMethod(receiver, self._on_receiver_death)
+            elif is_builtin_method(receiver):
+                ref = ReceiverWeakBuiltinMethod(receiver, self._on_receiver_death)
             else:
                 ref = ReceiverRef(receiver, self._on_receiver_death)
         except TypeError:
@@ -513,6 +517,14 @@ class Signal(SendCore):
             and held.__func__ is receiver.__func__
         ):
             return connection
+        bound: Any = receiver  # a C method's __self__ and __name__, checked just below
+        if (
+            is_builtin_method(held)
+            and is_builtin_method(bound)
+            and getattr(held, "__self__", None) is bound.__self__
+            and getattr(held, "__name__", None) == bound.__name__
+        ):
+            return connection
         return None
 
     def _drop(self, connection: _Connection) -> bool:
@@ -578,7 +590,9 @@ class Signal(SendCore):
             self._send_cache.pop(skey, None)
             self._plans.pop(skey, None)
 
-    def _receiver_died(self, ref: ReceiverRef | ReceiverWeakMethod) -> None:
+    def _receiver_died(
+        self, ref: ReceiverRef | ReceiverWeakMethod | ReceiverWeakBuiltinMethod
+    ) -> None:
         # Runs inside garbage collection: no lock, only an atomic append.
         self._dead_receivers.append(ref.lookup_key)
 

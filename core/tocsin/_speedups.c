@@ -30,6 +30,7 @@ typedef struct {
 /* Interned once at import: keyword names and method names. */
 static PyObject *str_signal;
 static PyObject *str_sender;
+static PyObject *str_self;
 static PyObject *str_send_slow;
 static PyObject *kwnames_robust;       /* ("robust",) */
 static PyObject *kwnames_signal_sender; /* ("signal", "sender") */
@@ -114,7 +115,7 @@ call_receivers(SendCore *self, PyObject *holders, PyObject *sender, PyObject *co
     }
     /* One slot in front of the arguments, so a bound-method receiver can be called
      * without copying them (PY_VECTORCALL_ARGUMENTS_OFFSET). */
-    PyObject *small[10];
+    PyObject *small[10] = {NULL};
     PyObject **stack = small;
     Py_ssize_t size = 3 + nkw;
     if (size > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
@@ -189,6 +190,14 @@ is_named(PyObject *key, PyObject *name)
                            PyUnicode_Compare(key, name) == 0);
 }
 
+/* A named argument called "self" is refused, as the Python send's own parameter. */
+static PyObject *
+self_given(void)
+{
+    PyErr_SetString(PyExc_TypeError, "send() got multiple values for argument 'self'");
+    return NULL;
+}
+
 static PyObject *
 SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -201,6 +210,11 @@ SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
                          "pass the rest by name",
                          nargs);
             return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            if (is_named(PyTuple_GET_ITEM(kwnames, i), str_self)) {
+                return self_given();
+            }
         }
         for (Py_ssize_t i = 0; i < nkw; i++) {
             if (is_named(PyTuple_GET_ITEM(kwnames, i), str_sender)) {
@@ -221,6 +235,9 @@ SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         if (is_named(name, str_sender)) {
             PyErr_SetString(PyExc_TypeError, "send() got multiple values for argument 'sender'");
             return NULL;
+        }
+        if (is_named(name, str_self)) {
+            return self_given();
         }
         named_signal |= is_named(name, str_signal);
     }
@@ -255,7 +272,7 @@ SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
 
 static PyMethodDef SendCore_methods[] = {
     {"send", (PyCFunction)(void (*)(void))SendCore_send, METH_FASTCALL | METH_KEYWORDS,
-     "send($self, sender, /, **named)\n--\n\n"
+     "send($self, sender, **named)\n--\n\n"
      "Call every receiver for *sender*; return ``[(receiver, response), ...]``.\n\n"
      "A receiver's exception propagates, and later receivers are not called.\n"
      "Async receivers are run to completion in a fresh event loop; inside a running\n"
@@ -264,22 +281,6 @@ static PyMethodDef SendCore_methods[] = {
 };
 
 /* -- life cycle -------------------------------------------------------------------- */
-
-static PyObject *
-SendCore_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
-{
-    SendCore *self = (SendCore *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    self->connections = PyDict_New();
-    self->send_cache = PyDict_New();
-    if (self->connections == NULL || self->send_cache == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    return (PyObject *)self;
-}
 
 static int
 SendCore_traverse(SendCore *self, visitproc visit, void *arg)
@@ -311,7 +312,7 @@ static PyTypeObject SendCore_Type = {
     .tp_doc = "The send path of tocsin.Signal, in C (see tocsin._send.SendCore).",
     .tp_basicsize = sizeof(SendCore),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = SendCore_new,
+    .tp_new = PyType_GenericNew, /* both tables start unset, as the pure class's slots */
     .tp_dealloc = (destructor)SendCore_dealloc,
     .tp_traverse = (traverseproc)SendCore_traverse,
     .tp_clear = (inquiry)SendCore_clear,
@@ -321,19 +322,23 @@ static PyTypeObject SendCore_Type = {
 
 /* -- module ------------------------------------------------------------------------ */
 
+static int initialized; /* the statics above, once per process */
+
 static int
-speedups_exec(PyObject *module)
+init_statics(PyObject *module)
 {
-    if (str_signal != NULL) { /* a second import (a sub-interpreter): all set already */
-        return PyModule_AddObjectRef(module, "SendCore", (PyObject *)&SendCore_Type);
-    }
     str_signal = PyUnicode_InternFromString("signal");
     str_sender = PyUnicode_InternFromString("sender");
+    str_self = PyUnicode_InternFromString("self");
     str_send_slow = PyUnicode_InternFromString("_send_slow");
-    if (str_signal == NULL || str_sender == NULL || str_send_slow == NULL) {
+    PyObject *str_robust = PyUnicode_InternFromString("robust");
+    if (str_signal == NULL || str_sender == NULL || str_self == NULL || str_send_slow == NULL ||
+        str_robust == NULL) {
+        Py_XDECREF(str_robust);
         return -1;
     }
-    kwnames_robust = Py_BuildValue("(s)", "robust");
+    kwnames_robust = PyTuple_Pack(1, str_robust);
+    Py_DECREF(str_robust);
     kwnames_signal_sender = PyTuple_Pack(2, str_signal, str_sender);
     if (kwnames_robust == NULL || kwnames_signal_sender == NULL) {
         return -1;
@@ -346,6 +351,27 @@ speedups_exec(PyObject *module)
     Py_DECREF(probe);
     if (PyType_Ready(&SendCore_Type) < 0) {
         return -1;
+    }
+    /* Name the two members as __slots__, as the pure class does, so that copy and
+     * pickle (copyreg._slotnames) account for them the same way. */
+    PyObject *slots = Py_BuildValue("(ss)", "_connections", "_send_cache");
+    if (slots == NULL || PyDict_SetItemString(SendCore_Type.tp_dict, "__slots__", slots) < 0) {
+        Py_XDECREF(slots);
+        return -1;
+    }
+    Py_DECREF(slots);
+    PyType_Modified(&SendCore_Type);
+    return 0;
+}
+
+static int
+speedups_exec(PyObject *module)
+{
+    if (!initialized) {
+        if (init_statics(module) < 0) {
+            return -1;
+        }
+        initialized = 1;
     }
     return PyModule_AddObjectRef(module, "SendCore", (PyObject *)&SendCore_Type);
 }
