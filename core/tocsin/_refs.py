@@ -55,9 +55,9 @@ class ReceiverWeakMethod(weakref.WeakMethod):  # type: ignore[type-arg]
 
 
 class ReceiverWeakBuiltinMethod(weakref.ref):  # type: ignore[type-arg]
-    """A weak reference to a bound method written in C (another signal's ``send``,
-    say), which, like a bound method, is made anew on each attribute access: it holds
-    the object weakly and looks the method up again when called."""
+    """A weak reference to a bound method written in C (a dict subclass's ``update``,
+    a compiled class's method), which, like a Python bound method, is made anew on each
+    attribute access: it holds the object weakly and looks the method up when called."""
 
     __slots__ = ("lookup_key", "name")
     lookup_key: Hashable
