@@ -510,19 +510,10 @@ class Signal(SendCore):
         if connection is None or not connection.alive() or not connection.serves(sender):
             return None
         held = connection.holder()
-        if held is receiver or (
-            isinstance(held, types.MethodType)
-            and isinstance(receiver, types.MethodType)
-            and held.__self__ is receiver.__self__
-            and held.__func__ is receiver.__func__
-        ):
-            return connection
-        bound: Any = receiver  # a C method's __self__ and __name__, checked just below
-        if (
-            is_builtin_method(held)
-            and is_builtin_method(bound)
-            and getattr(held, "__self__", None) is bound.__self__
-            and getattr(held, "__name__", None) == bound.__name__
+        # A bound method is made anew on each access: compare what it is bound to.  Both
+        # are alive here, so their ids cannot be another object's.
+        if held is not None and (
+            held is receiver or receiver_identity(held) == receiver_identity(receiver)
         ):
             return connection
         return None
@@ -565,15 +556,7 @@ class Signal(SendCore):
             del bucket[connection.lookup_key]
             if not bucket:
                 del self._by_sender[skey]
-        # _invalidate(skey), inline: a call is a good part of a disconnect's cost.
-        if skey is ANY_SENDER:
-            if self._send_cache:
-                self._send_cache = {}
-            if self._plans:
-                self._plans = {}
-        else:
-            self._send_cache.pop(skey, None)
-            self._plans.pop(skey, None)
+        self._invalidate(skey)
 
     def _invalidate(self, skey: Hashable) -> None:
         """Drop cached receivers that a change for *skey* affects (lock held).
