@@ -9,27 +9,37 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from tocsin._errors import AsyncReceiversInLoopError, TocsinError, UnknownDispatchUidError
-from tocsin._signal import ReceiverMark, Signal, receiver
-from tocsin._typed import TypedSignal
+from tocsin._errors import (
+    AsyncReceiversInLoopError,
+    DeferredConfigurationError,
+    DeferredDecodeError,
+    DeferredEncodeError,
+    DeferredError,
+    MissingInstanceError,
+    PluginConfigError,
+    PluginLoadError,
+    TocsinError,
+    TocsinPluginWarning,
+    UnknownDispatchUidError,
+)
+from tocsin._signal import ReceiverMark, Signal, TypedSignal, receiver
 
 if TYPE_CHECKING:
     from typing import Any
 
     from tocsin._hookspecs import hookimpl, hookspec
-    from tocsin._manager import (
-        OwnedReceiver,
-        PluginInfo,
-        PluginLoadError,
-        PluginManager,
-        TocsinPluginWarning,
-    )
-    from tocsin._settings import PluginConfigError
+    from tocsin._info import OwnedReceiver, PluginInfo
+    from tocsin._manager import PluginManager
 
     plugins: PluginManager
 
 __all__ = [
     "AsyncReceiversInLoopError",
+    "DeferredConfigurationError",
+    "DeferredDecodeError",
+    "DeferredEncodeError",
+    "DeferredError",
+    "MissingInstanceError",
     "OwnedReceiver",
     "PluginConfigError",
     "PluginInfo",
@@ -47,13 +57,28 @@ __all__ = [
     "receiver",
 ]
 
+# Tracebacks and reprs show where users import these from, not the private module
+# (issue 13: "errors show public exception paths").
+for _public in (
+    AsyncReceiversInLoopError,
+    DeferredConfigurationError,
+    DeferredDecodeError,
+    DeferredEncodeError,
+    DeferredError,
+    MissingInstanceError,
+    PluginConfigError,
+    PluginLoadError,
+    TocsinError,
+    TocsinPluginWarning,
+    UnknownDispatchUidError,
+):
+    _public.__module__ = __name__
+del _public
+
 _LAZY = {
-    "OwnedReceiver": "tocsin._manager",
-    "PluginInfo": "tocsin._manager",
-    "PluginLoadError": "tocsin._manager",
+    "OwnedReceiver": "tocsin._info",
+    "PluginInfo": "tocsin._info",
     "PluginManager": "tocsin._manager",
-    "TocsinPluginWarning": "tocsin._manager",
-    "PluginConfigError": "tocsin._settings",
     "hookimpl": "tocsin._hookspecs",
     "hookspec": "tocsin._hookspecs",
 }

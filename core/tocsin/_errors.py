@@ -1,10 +1,22 @@
-"""The exceptions tocsin raises, each naming what was involved and what to do."""
+"""Every exception and warning tocsin raises, each naming what was involved and what
+to do; all re-exported from :mod:`tocsin` (the deferred-delivery ones also from
+:mod:`tocsin.contrib.celery`, which raises them)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "AsyncReceiversInLoopError",
+    "DeferredConfigurationError",
+    "DeferredDecodeError",
+    "DeferredEncodeError",
+    "DeferredError",
+    "MissingInstanceError",
+    "PluginConfigError",
+    "PluginLoadError",
     "TocsinError",
+    "TocsinPluginWarning",
     "UnknownDispatchUidError",
 ]
 
@@ -27,3 +39,63 @@ class UnknownDispatchUidError(TocsinError, LookupError):
     (``disconnect`` then returns False, as in Django), so teardown code may disconnect
     twice; an id never seen is almost always a typo.
     """
+
+
+# -- plugins --------------------------------------------------------------------------
+
+
+class PluginLoadError(TocsinError):
+    """A plugin could not be imported, registered or enabled.
+
+    ``plugin`` names it; the original exception is the ``__cause__``.  With several
+    failures (``load(strict=True)``), ``errors`` holds each one.
+    """
+
+    def __init__(self, message: str, plugin: str | None, errors: Sequence[PluginLoadError] = ()):
+        super().__init__(message)
+        self.plugin = plugin
+        self.errors = tuple(errors)
+
+
+class PluginConfigError(TocsinError, ValueError):
+    """A plugin setting has a value tocsin cannot use; the message says where."""
+
+
+class TocsinPluginWarning(UserWarning):
+    """Something about the installed plugins needs a person's attention."""
+
+
+# -- deferred delivery (tocsin.contrib.celery) -----------------------------------------
+
+
+class DeferredError(TocsinError):
+    """Base class of the errors of deferred delivery."""
+
+
+class DeferredEncodeError(DeferredError, TypeError):
+    """A send's sender or argument cannot travel as JSON (raised by the receiver, at send).
+
+    ``argument`` names it (``"order"``, ``"items[2]"``, or ``"the sender"``),
+    ``value_type`` is the type that could not be encoded.
+    """
+
+    def __init__(self, message: str, argument: str, value_type: type) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.value_type = value_type
+
+
+class DeferredDecodeError(DeferredError, ValueError):
+    """The worker cannot turn a message's JSON back into values (the message is rejected)."""
+
+
+class MissingInstanceError(DeferredDecodeError, LookupError):
+    """A model instance a message names is not in the database (yet, or any more).
+
+    Unlike other decoding errors it is retried, like a failure of the receiver: the
+    usual cause is a send whose transaction has not committed yet (see ``on_commit``).
+    """
+
+
+class DeferredConfigurationError(DeferredError, RuntimeError):
+    """Deferred delivery is set up in a way that cannot work; the message says how to fix it."""

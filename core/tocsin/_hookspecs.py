@@ -11,14 +11,12 @@ A plugin implements them with :data:`tocsin.hookimpl`::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
 import pluggy
 
-if TYPE_CHECKING:
-    from tocsin._manager import PluginManager
-    from tocsin._signal import Signal
+from tocsin._info import PluginInfo
+from tocsin._signal import Signal
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -28,7 +26,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def tocsin_plugin_enabled(manager: PluginManager, name: str) -> None:
+def tocsin_plugin_enabled(manager: Mapping[str, PluginInfo], name: str) -> None:
     """Plugin *name* was just enabled and its receivers connected.
 
     Called on every registered plugin, the enabled one included, so a plugin can set
@@ -37,7 +35,7 @@ def tocsin_plugin_enabled(manager: PluginManager, name: str) -> None:
 
 
 @hookspec
-def tocsin_plugin_disabled(manager: PluginManager, name: str) -> None:
+def tocsin_plugin_disabled(manager: Mapping[str, PluginInfo], name: str) -> None:
     """Plugin *name* is about to be disabled; its receivers are still connected.
 
     Called on every registered plugin, the disabled one included (its last call).

@@ -16,78 +16,29 @@ import sys
 import threading
 import types
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pluggy
 
 from tocsin import _hookspecs
 from tocsin._discovery import Discovery, PluginEntry, discover
-from tocsin._errors import TocsinError
+from tocsin._errors import PluginLoadError, TocsinPluginWarning
+from tocsin._info import OwnedReceiver, PluginInfo
 from tocsin._settings import PluginSettings, resolve_settings
-from tocsin._signal import _in_class_body, declared_receivers
+from tocsin._signal import declared_receivers, in_class_body
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable, Iterator, Sequence
+    from collections.abc import Callable, Iterator
     from typing import Any
 
-    from tocsin._signal import ReceiverMark, Signal, _Connection
+    from tocsin._registry import Connection
+    from tocsin._signal import ReceiverMark
 
-__all__ = [
-    "OwnedReceiver",
-    "PluginInfo",
-    "PluginLoadError",
-    "PluginManager",
-    "TocsinPluginWarning",
-]
+__all__ = ["DEFAULT_GROUP", "PluginManager"]
 
 logger = logging.getLogger("tocsin.plugins")
 
 DEFAULT_GROUP = "tocsin.plugins"
-
-
-class PluginLoadError(TocsinError):
-    """A plugin could not be imported, registered or enabled.
-
-    ``plugin`` names it; the original exception is the ``__cause__``.  With several
-    failures (``load(strict=True)``), ``errors`` holds each one.
-    """
-
-    def __init__(self, message: str, plugin: str | None, errors: Sequence[PluginLoadError] = ()):
-        super().__init__(message)
-        self.plugin = plugin
-        self.errors = tuple(errors)
-
-
-class TocsinPluginWarning(UserWarning):
-    """Something about the installed plugins needs a person's attention."""
-
-
-@dataclass(frozen=True)
-class OwnedReceiver:
-    """A receiver a plugin declares, and whether the plugin's connection is live."""
-
-    signal: Signal
-    receiver: Callable[..., Any]
-    sender: Any
-    dispatch_uid: Hashable | None
-    priority: int
-    connected: bool
-
-
-@dataclass(frozen=True)
-class PluginInfo:
-    """A snapshot of what the manager knows about one plugin."""
-
-    name: str
-    distribution: str | None
-    version: str | None
-    enabled: bool
-    loaded: bool
-    error: BaseException | None
-    receivers: tuple[OwnedReceiver, ...]
-    entry_point: str | None
-    plugin: object | None
 
 
 class _PluggyManager(pluggy.PluginManager):
@@ -145,7 +96,7 @@ class _Plugin:
         self.enabled = False
         self.error: BaseException | None = None
         self.declared: list[tuple[Callable[..., Any], ReceiverMark]] = []
-        self.owned: dict[int, _Connection] = {}  # index into declared -> live connection
+        self.owned: dict[int, Connection] = {}  # index into declared -> live connection
 
     def info(self) -> PluginInfo:
         receivers = tuple(
@@ -394,9 +345,9 @@ class PluginManager(Mapping[str, PluginInfo]):
                 # ``@receiver`` connected the plugin's functions as its module ran;
                 # the plugin never owned them, so _release() did not disconnect them.
                 for func, mark in plugin.declared:
-                    connection = mark.signal._claim(func, mark.sender, mark.dispatch_uid)
+                    connection = mark.signal.registry.find(func, mark.sender, mark.dispatch_uid)
                     if connection is not None:
-                        mark.signal._drop(connection)
+                        connection.drop()
                 plugin.obj = None
             raise self._failed(plugin, error, "could not be registered", report, 4) from error
         plugin.error = None
@@ -453,10 +404,10 @@ class PluginManager(Mapping[str, PluginInfo]):
     def _connect(self, plugin: _Plugin) -> None:
         """Connect (or claim the import-time connections of) every declared receiver."""
         for index, (func, mark) in enumerate(plugin.declared):
-            connection = mark.signal._claim(func, mark.sender, mark.dispatch_uid)
+            connection = mark.signal.registry.find(func, mark.sender, mark.dispatch_uid)
             if connection is None:
-                connection = mark.signal._connect(
-                    func, mark.sender, mark.weak, mark.dispatch_uid, mark.priority
+                connection = mark.signal.registry.connect(
+                    func, mark.sender, mark.weak, mark.dispatch_uid, mark.priority, owner=plugin
                 )
             if connection is not None:
                 plugin.owned[index] = connection
@@ -471,8 +422,8 @@ class PluginManager(Mapping[str, PluginInfo]):
                 )
 
     def _release(self, plugin: _Plugin) -> None:
-        for index, connection in list(plugin.owned.items()):
-            plugin.declared[index][1].signal._drop(connection)
+        for connection in list(plugin.owned.values()):
+            connection.drop()
         plugin.owned.clear()
 
     def _disable(self, plugin: _Plugin) -> None:
@@ -535,7 +486,7 @@ def _names_argument(names: Iterable[str] | None) -> Any:
 def _method(func: object) -> bool:
     """A plain function of a class body: without an instance it has no self to be called
     with, so a module does not declare it (an instance of the class does)."""
-    return isinstance(func, types.FunctionType) and _in_class_body(func)
+    return isinstance(func, types.FunctionType) and in_class_body(func)
 
 
 def _declared_by(
@@ -638,6 +589,6 @@ def _undo_failed_import(
         if not own and module in sys.modules:
             continue  # another package that finished importing: its receivers stay
         for mark in marks:
-            connection = mark.signal._claim(func, mark.sender, mark.dispatch_uid)
+            connection = mark.signal.registry.find(func, mark.sender, mark.dispatch_uid)
             if connection is not None:
-                mark.signal._drop(connection)
+                connection.drop()

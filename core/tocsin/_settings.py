@@ -22,14 +22,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tocsin._errors import TocsinError
+from tocsin._errors import PluginConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
     from typing import Any
 
-__all__ = ["PluginConfigError", "PluginSettings", "resolve_settings"]
+__all__ = ["PluginSettings", "resolve_settings"]
 
 ENV_AUTOLOAD_OFF = "TOCSIN_DISABLE_PLUGIN_AUTOLOAD"
 ENV_DISABLED = "TOCSIN_DISABLED_PLUGINS"
@@ -39,10 +39,6 @@ ENV_STRICT = "TOCSIN_STRICT_PLUGINS"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 _TABLE_KEYS = {"autoload", "disabled", "plugins", "strict"}
-
-
-class PluginConfigError(TocsinError, ValueError):
-    """A plugin setting has a value tocsin cannot use; the message says where."""
 
 
 @dataclass(frozen=True)

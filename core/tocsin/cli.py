@@ -17,7 +17,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tocsin._manager import DEFAULT_GROUP, PluginManager, TocsinPluginWarning
+from tocsin._errors import TocsinPluginWarning
+from tocsin._manager import DEFAULT_GROUP, PluginManager
 from tocsin._refs import describe, receiver_identity
 from tocsin._signal import Signal
 

@@ -44,7 +44,6 @@ import types
 import uuid
 from collections.abc import (
     Callable,
-    Hashable,
     Iterable,
     Iterator,
     Mapping,
@@ -691,11 +690,6 @@ def _short_repr(value: Any, width: int = 200) -> str:
 # =====================================================================================
 
 
-class _Snapshot(NamedTuple):
-    connections: dict[Hashable, Any]  # lookup key -> the signal's connection object
-    known_uids: frozenset[Hashable]
-
-
 def live_signals() -> list[Signal]:
     """Every :class:`~tocsin.Signal` alive in this process.
 
@@ -735,26 +729,12 @@ def isolated_signals(*signals: Signal) -> Iterator[list[Signal]]:
     for signal in targets:
         if not isinstance(signal, Signal):
             raise TypeError(f"isolated_signals() takes tocsin Signals, not {signal!r}.")
-    snapshots = [(signal, _snapshot(signal)) for signal in targets]
+    snapshots = [(signal, signal.registry.snapshot()) for signal in targets]
     try:
         yield targets
     finally:
         for signal, snapshot in snapshots:
-            _restore(signal, snapshot)
-
-
-# These two read and write the Signal's connection tables (see tocsin._signal): the
-# same internals the plugin manager relies on (_drop), plus re-inserting a connection
-# object exactly as Signal._connect inserts a new one.
-
-
-def _snapshot(signal: Signal) -> _Snapshot:
-    connections, known_uids = signal._snapshot()
-    return _Snapshot(connections, known_uids)
-
-
-def _restore(signal: Signal, snapshot: _Snapshot) -> None:
-    signal._restore((snapshot.connections, snapshot.known_uids))
+            signal.registry.restore(snapshot)
 
 
 # =====================================================================================

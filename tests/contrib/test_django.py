@@ -382,7 +382,7 @@ def test_bad_setting_is_improperly_configured(
 def test_strict_setting_stops_startup_on_a_broken_plugin(run_django: RunDjango) -> None:
     run = run_django("plugins", tocsin={"plugins": ["test-broken"], "strict": True})
     assert run.returncode != 0
-    assert "tocsin._manager.PluginLoadError: Plugin 'test-broken'" in run.stderr
+    assert "tocsin.PluginLoadError: Plugin 'test-broken'" in run.stderr
     assert "test-broken fails on import, on purpose" in run.stderr
 
 

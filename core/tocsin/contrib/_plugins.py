@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import tocsin
-from tocsin._settings import PluginConfigError
+from tocsin._errors import PluginConfigError
 
 if TYPE_CHECKING:
     from tocsin._manager import PluginManager
@@ -107,7 +107,8 @@ def apply_plugin_settings(config: object, where: str) -> PluginManager:
     :class:`~tocsin.PluginLoadError`; otherwise it is warned about and left disabled.
     """
     options = plugin_options(config, where)
-    from tocsin._manager import PluginLoadError, PluginManager, TocsinPluginWarning
+    from tocsin._errors import PluginLoadError, TocsinPluginWarning
+    from tocsin._manager import PluginManager
 
     with tocsin._plugins_lock:
         manager = vars(tocsin).get("plugins")

@@ -63,7 +63,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from tocsin._settings import PluginConfigError
+from tocsin._errors import PluginConfigError
 from tocsin.contrib._plugins import apply_plugin_settings, plugin_options
 from tocsin.contrib.django.relay import RELAYED, connect_after_relay, connect_relays
 
