@@ -29,20 +29,14 @@ wraps it in fixtures.
 
 from __future__ import annotations
 
-from tocsin.testing._capture import (
-    CAPTURE_PRIORITY,
-    Captured,
-    Expected,
+from tocsin.testing._capture import CAPTURE_PRIORITY, Captured, Expected, Sent, capture, sent
+from tocsin.testing._distributions import (
     PluginDistribution,
-    Sent,
-    capture,
     install_plugin_distribution,
-    isolated_signals,
-    live_signals,
-    override_settings,
     pip_install,
-    sent,
 )
+from tocsin.testing._isolation import isolated_signals, live_signals
+from tocsin.testing._settings import override_settings
 
 __all__ = [
     "CAPTURE_PRIORITY",
