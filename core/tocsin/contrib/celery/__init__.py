@@ -37,36 +37,27 @@ and so are model instances, which travel as class path and primary key and are l
 again in the worker (SQLAlchemy, with the session factory you give
 :func:`set_session_factory`; Django, through its app registry).
 
-This module is the ``tocsin[celery]`` extra; it is the only part of tocsin that
+This package is the ``tocsin[celery]`` extra; it is the only part of tocsin that
 imports Celery.
 """
 
 from __future__ import annotations
 
-from tocsin.contrib.celery._receiver import (
-    TASK_NAME,
-    Codec,
-    CodecRegistry,
-    DecodeContext,
+from tocsin.contrib.celery._classes import class_path, find_class
+from tocsin.contrib.celery._codecs import Codec, CodecRegistry, DecodeContext
+from tocsin.contrib.celery._directory import resolve
+from tocsin.contrib.celery._errors import (
     DeferredConfigurationError,
     DeferredDecodeError,
     DeferredEncodeError,
     DeferredError,
-    DeferredReceiver,
-    DjangoModelCodec,
     MissingInstanceError,
-    RetryPolicy,
-    SQLAlchemyCodec,
-    class_path,
-    codecs,
-    connect_deferred,
-    deferred,
-    find_class,
-    install,
-    register_codec,
-    resolve,
-    set_session_factory,
 )
+from tocsin.contrib.celery._models import DjangoModelCodec, SQLAlchemyCodec
+from tocsin.contrib.celery._receiver import DeferredReceiver, connect_deferred, deferred
+from tocsin.contrib.celery._registry import codecs, register_codec, set_session_factory
+from tocsin.contrib.celery._retry import RetryPolicy
+from tocsin.contrib.celery._worker import TASK_NAME, install
 
 __all__ = [
     "TASK_NAME",
