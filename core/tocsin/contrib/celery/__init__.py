@@ -3,10 +3,10 @@
 Wrap a receiver with :func:`deferred` and connect the result as usual::
 
     from tocsin import receiver
-    from tocsin.contrib.celery import deferred
+    from tocsin.contrib.celery import RetryPolicy, deferred
 
     @receiver(order_paid, sender=Shop, dispatch_uid="mail-receipt")
-    @deferred(on_commit=True, max_retries=5)
+    @deferred(on_commit=True, retry=RetryPolicy(max_retries=5))
     def mail_receipt(sender, order, amount, tocsin_message_id, **kwargs):
         ...  # runs in a worker; tocsin_message_id tells a redelivery apart
 

@@ -4,6 +4,7 @@ an ordinary receiver to the core that enqueues the task when a send reaches it, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -32,6 +33,9 @@ from tocsin.contrib.celery._worker import TASK_NAME, install
 
 #: The logger of the whole package, under the name users configure.
 logger = logging.getLogger("tocsin.contrib.celery")
+
+#: The keywords of :class:`RetryPolicy`, which ``deferred()`` refuses with a hint.
+_RETRY_OPTIONS = frozenset(field.name for field in dataclasses.fields(RetryPolicy))
 
 #: What ``on_commit=`` takes: wait for any transaction found, for one kind, or not.
 OnCommit = bool | Literal["sqlalchemy", "django"]
@@ -266,13 +270,7 @@ def deferred(
     name: str | None = None,
     on_commit: OnCommit = False,
     session: Any = None,
-    autoretry_for: tuple[type[BaseException], ...] = (Exception,),
-    dont_autoretry_for: tuple[type[BaseException], ...] = (),
-    max_retries: int | None = 3,
-    retry_backoff: bool | float = True,
-    retry_backoff_max: float = 600.0,
-    retry_jitter: bool = True,
-    retry_delay: float = 180.0,
+    retry: RetryPolicy | None = None,
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> DeferredReceiver: ...
@@ -286,13 +284,7 @@ def deferred(
     name: str | None = None,
     on_commit: OnCommit = False,
     session: Any = None,
-    autoretry_for: tuple[type[BaseException], ...] = (Exception,),
-    dont_autoretry_for: tuple[type[BaseException], ...] = (),
-    max_retries: int | None = 3,
-    retry_backoff: bool | float = True,
-    retry_backoff_max: float = 600.0,
-    retry_jitter: bool = True,
-    retry_delay: float = 180.0,
+    retry: RetryPolicy | None = None,
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], DeferredReceiver]: ...
@@ -305,15 +297,10 @@ def deferred(
     name: str | None = None,
     on_commit: OnCommit = False,
     session: Any = None,
-    autoretry_for: tuple[type[BaseException], ...] = (Exception,),
-    dont_autoretry_for: tuple[type[BaseException], ...] = (),
-    max_retries: int | None = 3,
-    retry_backoff: bool | float = True,
-    retry_backoff_max: float = 600.0,
-    retry_jitter: bool = True,
-    retry_delay: float = 180.0,
+    retry: RetryPolicy | None = None,
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
+    **unexpected: Any,
 ) -> DeferredReceiver | Callable[[Callable[..., Any]], DeferredReceiver]:
     """Make *func* a receiver that runs in a Celery worker; use as ``@deferred(...)``.
 
@@ -324,25 +311,23 @@ def deferred(
     mapped instance among the sender and arguments (or uses ``session=``: a session,
     a ``scoped_session`` or a callable returning one), else uses Django's
     ``transaction.on_commit`` if Django is configured, else enqueues at once;
-    ``"sqlalchemy"`` and ``"django"`` insist on one.  The retry options are
-    :class:`RetryPolicy`'s.  ``queue`` and ``options`` go to ``apply_async``.
+    ``"sqlalchemy"`` and ``"django"`` insist on one.  ``retry``: when a failure is
+    tried again, a :class:`RetryPolicy` (default ``RetryPolicy()``: three retries,
+    with exponential backoff and jitter).  ``queue`` and ``options`` go to
+    ``apply_async``.  Any other keyword raises TypeError; one of RetryPolicy's says to
+    pass it as ``retry=RetryPolicy(...)``.
     """
-    policy = RetryPolicy(
-        autoretry_for=autoretry_for,
-        dont_autoretry_for=dont_autoretry_for,
-        max_retries=max_retries,
-        retry_backoff=retry_backoff,
-        retry_backoff_max=retry_backoff_max,
-        retry_jitter=retry_jitter,
-        retry_delay=retry_delay,
-    )
+    if unexpected:
+        raise _unexpected_keywords(unexpected)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"deferred(retry=...) takes a RetryPolicy, not {retry!r}.")
 
     def wrap(target: Callable[..., Any]) -> DeferredReceiver:
         return DeferredReceiver(
             target,
             app=app,
             name=name,
-            retry_policy=policy,
+            retry_policy=retry,
             on_commit=on_commit,
             session=session,
             queue=queue,
@@ -350,6 +335,19 @@ def deferred(
         )
 
     return wrap if func is None else wrap(func)
+
+
+def _unexpected_keywords(unexpected: Mapping[str, Any]) -> TypeError:
+    """The error for keywords :func:`deferred` does not take, with the way to pass
+    retry options, which it took as keywords of its own before ``retry=``."""
+    retry_options = [key for key in unexpected if key in _RETRY_OPTIONS]
+    if retry_options:
+        given = ", ".join(f"{key}={unexpected[key]!r}" for key in retry_options)
+        return TypeError(
+            f"deferred() takes its retry options in a RetryPolicy: pass "
+            f"retry=RetryPolicy({given}) instead of {given}."
+        )
+    return TypeError(f"deferred() got an unexpected keyword argument {next(iter(unexpected))!r}.")
 
 
 def connect_deferred(
