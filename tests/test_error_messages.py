@@ -159,6 +159,15 @@ def _deferred(func: Any, **options: Any) -> Callable[[], object]:
     return call
 
 
+def _retry_policy(**options: Any) -> Callable[[], object]:
+    def call() -> object:
+        from tocsin.contrib.celery import RetryPolicy
+
+        return RetryPolicy(**options)
+
+    return call
+
+
 def _deferred_decorated_twice() -> None:
     from tocsin.contrib.celery import deferred
 
@@ -494,10 +503,17 @@ CASES: dict[str, Case] = {
         needs=("celery",),
     ),
     "Celery: a negative max_retries": Case(
-        _deferred(celery_receiver, max_retries=-1),
+        _retry_policy(max_retries=-1),
         ValueError,
         ("max_retries", "-1"),
         r"must be None or an int >= 0",
+        needs=("celery",),
+    ),
+    "Celery: a retry option given to deferred()": Case(
+        _deferred(celery_receiver, max_retries=5),
+        TypeError,
+        ("max_retries=5",),
+        r"pass retry=RetryPolicy\(max_retries=5\)",
         needs=("celery",),
     ),
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import types
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
@@ -20,7 +21,7 @@ from tocsin._errors import AsyncReceiversInLoopError
 from tocsin._prototype import read_prototype
 from tocsin._refs import Holder, describe
 from tocsin._registry import Plan, Registry, validate_options, validate_receiver
-from tocsin._send import Responses
+from tocsin._send import COMPILED, PureSendCore, Responses
 
 if TYPE_CHECKING:
     # Type checkers see the pure class, which declares what the C one implements.
@@ -43,6 +44,7 @@ __all__ = [
     "declared_receivers",
     "in_class_body",
     "receiver",
+    "sending_method",
 ]
 
 logger = logging.getLogger("tocsin.dispatch")
@@ -577,3 +579,42 @@ class TypedSignal(Signal, Generic[P]):
             *,
             priority: int = 0,
         ) -> Callable[P, ResultT]: ...
+
+
+#: How many frames above a receiver are searched for the send method that called it.
+_FRAME_SEARCH_DEPTH = 16
+
+
+def sending_method(signal: Signal, frame: types.FrameType | None) -> str | None:
+    """Which public method of *signal* (``"send"``, ``"send_robust"``, ``"asend"``,
+    ``"asend_robust"``) called the receiver running in *frame*, or None if none did.
+
+    For ``tocsin.testing.capture``.  Frames are told by their code objects, read off
+    the methods themselves, so a renamed method cannot silently go unrecognised.  The C
+    send has no frame: a receiver called straight from outside this module and
+    ``tocsin._send`` was called by it.
+    """
+    if COMPILED and frame is not None and frame.f_globals.get("__name__") not in _SEND_MODULES:
+        return "send"
+    for _ in range(_FRAME_SEARCH_DEPTH):
+        if frame is None:
+            return None
+        method = _SEND_CODES.get(frame.f_code)
+        if method is not None and frame.f_locals.get("self") is signal:
+            if method == "_send_slow":  # the slow path of send and send_robust alike
+                return "send_robust" if frame.f_locals.get("robust") else "send"
+            return method
+        frame = frame.f_back
+    return None
+
+
+#: The modules whose frames stand between a send method and the receivers it calls.
+_SEND_MODULES = frozenset({__name__, PureSendCore.__module__})
+#: The code of each send method, and of the slow path that send and send_robust share.
+_SEND_CODES: dict[types.CodeType, str] = {
+    PureSendCore.send.__code__: "send",
+    Signal.send_robust.__code__: "send_robust",
+    Signal.asend.__code__: "asend",
+    Signal.asend_robust.__code__: "asend_robust",
+    Signal._send_slow.__code__: "_send_slow",
+}

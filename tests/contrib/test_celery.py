@@ -19,6 +19,7 @@ import logging
 import os
 import pathlib
 import pickle
+import re
 import subprocess
 import sys
 import uuid
@@ -425,12 +426,32 @@ def test_retry_policy() -> None:
         RetryPolicy(max_retries=-1)
 
 
+def test_deferred_takes_its_retry_policy_as_retry() -> None:
+    def plain_receiver(**named: Any) -> None:
+        pass
+
+    policy = RetryPolicy(max_retries=5, retry_backoff=2)
+    assert deferred(retry=policy)(plain_receiver).retry_policy is policy
+    assert deferred(plain_receiver).retry_policy == RetryPolicy()
+    hint = re.escape("pass retry=RetryPolicy(max_retries=5, retry_backoff=2) instead of")
+    with pytest.raises(TypeError, match=hint):
+        deferred(max_retries=5, retry_backoff=2)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"retry=RetryPolicy\(max_retries=5\)"):
+        connect_deferred(Signal(name="eager.old_keyword"), plain_receiver, max_retries=5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'retries'"):
+        deferred(plain_receiver, retries=5)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="takes a RetryPolicy, not 5"):
+        deferred(plain_receiver, retry=5)  # type: ignore[call-overload]
+
+
 def test_eager_retries_until_success(eager_app: Any) -> None:
     sig = Signal(name="eager.retry")
     attempts: list[tuple[str, int]] = []
 
     @receiver(sig)
-    @deferred(app=eager_app, max_retries=3, retry_backoff=0.01, retry_jitter=False)
+    @deferred(
+        app=eager_app, retry=RetryPolicy(max_retries=3, retry_backoff=0.01, retry_jitter=False)
+    )
     def flaky(tocsin_message_id: str, tocsin_attempt: int, **named: Any) -> str:
         attempts.append((tocsin_message_id, tocsin_attempt))
         if tocsin_attempt < 2:

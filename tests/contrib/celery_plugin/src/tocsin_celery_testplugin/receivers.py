@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from tocsin import Signal, receiver
-from tocsin.contrib.celery import deferred
+from tocsin.contrib.celery import RetryPolicy, deferred
 from tocsin_celery_testplugin import signals
 from tocsin_celery_testplugin.models import Order
 from tocsin_celery_testplugin.recorder import client, record
@@ -84,7 +84,7 @@ def note_saved(
 
 
 @receiver(signals.flaky)
-@deferred(max_retries=3, retry_backoff=0.2, retry_jitter=False)
+@deferred(retry=RetryPolicy(max_retries=3, retry_backoff=0.2, retry_jitter=False))
 def flaky(
     token: str, fail_times: int, tocsin_message_id: str, tocsin_attempt: int, **kwargs: Any
 ) -> None:
@@ -95,7 +95,7 @@ def flaky(
 
 
 @receiver(signals.doomed)
-@deferred(max_retries=1, retry_backoff=0.1, retry_jitter=False)
+@deferred(retry=RetryPolicy(max_retries=1, retry_backoff=0.1, retry_jitter=False))
 def doomed(token: str, tocsin_attempt: int, **kwargs: Any) -> None:
     record("doomed", token=token, attempt=tocsin_attempt)
     raise ValueError(f"doomed {token}")
