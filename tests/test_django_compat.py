@@ -421,3 +421,121 @@ class SameAsDjangoTests(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DjangoStructureTests(unittest.TestCase):
+    """The parts of Django's Signal that Django's own tests and projects reach into
+    (issue 12): ``lock``, ``_clear_dead_receivers()``, ``receivers`` saved and assigned
+    back, ``sender_receivers_cache.clear()``, ``Signal(True)``."""
+
+    def setUp(self):
+        self.signal = Signal()
+
+    def test_receivers_read_and_assigned_back_restore_exactly_those_connections(self):
+        first = self.signal.connect(echo_val, sender=Article, dispatch_uid="first")
+        second = self.signal.connect(echo_sender, weak=False)
+        saved = self.signal.receivers
+        self.assertEqual(saved, [first, second])
+        self.signal.receivers = []
+        self.assertEqual(self.signal.send(Article, val=1), [])
+
+        def replacement(**kwargs):
+            return "replacement"
+
+        self.signal.connect(replacement)
+        self.signal.receivers = saved
+        self.assertEqual(self.signal.send(Article, val=1), [(echo_val, 1), (echo_sender, Article)])
+        self.assertEqual(self.signal.send(Comment, val=1), [(echo_sender, Comment)])
+
+    def test_a_changed_receivers_list_cannot_be_assigned(self):
+        self.signal.connect(echo_val)
+        saved = self.signal.receivers
+        saved.append(echo_sender)
+        with self.assertRaisesRegex(TypeError, "use connect"):
+            self.signal.receivers = saved
+
+    def test_lock_and_clear_dead_receivers(self):
+        def temporary(**kwargs):
+            return None
+
+        self.signal.connect(temporary)
+        del temporary
+        gc.collect()
+        with self.signal.lock:
+            self.signal._clear_dead_receivers()
+        self.assertEqual(self.signal.registry.connections, {})
+        self.assertFalse(self.signal.lock.locked())
+
+    def test_sender_receivers_cache(self):
+        self.signal.connect(echo_val, sender=Article)
+        self.assertIsNone(self.signal.sender_receivers_cache.get(Article))
+        self.signal.send(Article, val=1)
+        self.assertEqual(self.signal.sender_receivers_cache.get(Article), (echo_val,))
+        self.assertTrue(self.signal.sender_receivers_cache)
+        self.signal.sender_receivers_cache.clear()
+        self.assertFalse(self.signal.sender_receivers_cache)
+        self.assertEqual(self.signal.send(Article, val=2), [(echo_val, 2)])
+
+    def test_positional_use_caching(self):
+        signal = Signal(True)
+        self.assertIs(signal.use_caching, True)
+        self.assertEqual(signal.providing_args, ())
+
+
+class ReceiverDecoratorTests(unittest.TestCase):
+    """``receiver`` follows Django's rule: a list or tuple is each of its signals,
+    anything else is asked to ``connect``, with exactly the options given."""
+
+    def test_a_django_signal_takes_a_tocsin_receiver(self):
+        from django.dispatch import Signal as DjangoSignal
+
+        django_signal = DjangoSignal()
+
+        @receiver(django_signal, sender=Article)
+        def on_django(sender, **kwargs):
+            return "django"
+
+        self.assertEqual(django_signal.send(Article), [(on_django, "django")])
+        self.assertFalse(hasattr(on_django, "__tocsin_receivers__"))
+
+    def test_a_subclass_with_djangos_connect_signature_gets_only_the_given_options(self):
+        calls = []
+
+        class ModelLikeSignal(Signal):
+            def connect(self, receiver, sender=None, weak=True, dispatch_uid=None, apps=None):
+                calls.append({"sender": sender, "weak": weak, "apps": apps})
+                return super().connect(receiver, sender, weak, dispatch_uid)
+
+        signal = ModelLikeSignal()
+
+        @receiver(signal, sender=Article, apps="registry")
+        def on_model(sender, **kwargs):
+            return "model"
+
+        @receiver((signal, a_signal))
+        def on_both(sender, **kwargs):
+            return "both"
+
+        try:
+            self.assertEqual(
+                calls,
+                [
+                    {"sender": Article, "weak": True, "apps": "registry"},
+                    {"sender": None, "weak": True, "apps": None},
+                ],
+            )
+            self.assertEqual(signal.send(Article), [(on_model, "model"), (on_both, "both")])
+            self.assertEqual(a_signal.send(None), [(on_both, "both")])
+        finally:
+            a_signal.disconnect(on_both)
+
+    def test_options_tocsins_connect_does_not_take_are_refused_up_front(self):
+        with self.assertRaisesRegex(TypeError, "unexpected option"):
+            receiver(a_signal, apps="registry")
+
+    def test_the_decorator_used_without_a_signal_says_how_to_use_it(self):
+        def handler(sender, **kwargs):
+            return None
+
+        with self.assertRaisesRegex(TypeError, r"Write @receiver\(some_signal\)"):
+            receiver(handler)

@@ -33,7 +33,6 @@ import weakref
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, NamedTuple, final
 
-from tocsin._errors import UnknownDispatchUidError
 from tocsin._refs import (
     ANY_SENDER,
     CO_COROUTINE,
@@ -185,21 +184,22 @@ def _bucket_connections(bucket: _Bucket | None) -> list[Connection]:
 
 
 class Plan(NamedTuple):
-    """The receivers of one sender, in dispatch order, as a send needs them."""
+    """The receivers of one sender, as a send calls them: the synchronous ones in
+    dispatch order, then the async ones in dispatch order (Django's order)."""
 
-    holders: tuple[Holder, ...]
-    is_async: tuple[bool, ...]
-    any_async: bool
+    #: Holders of the synchronous receivers.
+    sync: tuple[Holder, ...]
+    #: Holders of the receivers whose call returns an awaitable.
+    asynchronous: tuple[Holder, ...]
 
 
-EMPTY_PLAN = Plan((), (), False)
+EMPTY_PLAN = Plan((), ())
 
 
 class Snapshot(NamedTuple):
-    """A registry's live connections and the ``dispatch_uid``\\ s it has seen."""
+    """A registry's live connections, in connection order."""
 
     connections: dict[Hashable, Connection]
-    known_uids: frozenset[Hashable]
 
 
 @final
@@ -215,7 +215,6 @@ class Registry:
         "_dead_receivers",
         "_dead_senders",
         "_emptied",
-        "_known_uids",
         "_on_receiver_death",
         "_on_sender_death",
         "_order",
@@ -249,8 +248,6 @@ class Registry:
         self._order = itertools.count()
         # sender key -> that sender's connections (see _Bucket).
         self._by_sender: dict[Hashable, _Bucket] = {}
-        # Every dispatch_uid ever connected: disconnecting an unknown one is a typo.
-        self._known_uids: set[Hashable] = set()
         # id(sender) -> weak reference that drops its send_cache entry at collection.
         self._watchers: dict[int, SenderRef] = {}
         # Filled by weak-reference callbacks (which may run in any thread, at any time,
@@ -292,6 +289,8 @@ class Registry:
         """
         if dispatch_uid is not None or type(priority) is not int:
             validate_options(self.signal, dispatch_uid, priority)
+            if not dispatch_uid:  # "" or 0: no uid at all, as Django's `if dispatch_uid:`
+                dispatch_uid = None
         # Plain functions, by far the usual receiver, are answered from their code
         # flags; connecting tens of thousands of them must stay cheap.
         if type(receiver) is types.FunctionType:
@@ -366,8 +365,6 @@ class Registry:
                 bucket[lookup_key] = connection
             else:
                 self._file_locked(connection)
-            if dispatch_uid is not None:
-                self._known_uids.add(dispatch_uid)
             # self._invalidate_locked(skey) spelled out, for the same reason.
             if skey is ANY_SENDER:
                 if self.send_cache:
@@ -425,13 +422,13 @@ class Registry:
     ) -> bool:
         """Remove the connection of *receiver* (or *dispatch_uid*) for *sender*.
 
-        True if one was removed.  A ``dispatch_uid`` never connected raises
-        :class:`~tocsin.UnknownDispatchUidError`.
+        True if one was removed, False otherwise (as in Django, for a ``dispatch_uid``
+        never connected too).
         """
         # self.sender_key(sender) and connection.serves(sender) spelled out, as in
         # connect(): each call is some 5% of a disconnect.
         skey = ANY_SENDER if sender is None else sender_key(sender)
-        if dispatch_uid is not None:
+        if dispatch_uid:  # as in connect(), a falsy uid is no uid
             identity: Hashable = ("uid", dispatch_uid)
         elif type(receiver) is types.FunctionType:
             identity = id(receiver)
@@ -444,12 +441,6 @@ class Registry:
         try:
             if self._dead_receivers or self._dead_senders:
                 self._purge_dead_locked()
-            if dispatch_uid is not None and dispatch_uid not in self._known_uids:
-                known = sorted(map(repr, self._known_uids))
-                raise UnknownDispatchUidError(
-                    f"No receiver was ever connected to {self.signal!r} with dispatch_uid "
-                    f"{dispatch_uid!r}. Known dispatch_uids: {', '.join(known) or 'none'}."
-                )
             connection = self.connections.get((identity, skey))
             if connection is None:
                 return False
@@ -469,9 +460,7 @@ class Registry:
         """The live connection of (*receiver* or *dispatch_uid*, *sender*), if it is
         *receiver*'s: with a ``dispatch_uid``, another receiver may hold it."""
         skey = self.sender_key(sender)
-        identity = (
-            ("uid", dispatch_uid) if dispatch_uid is not None else receiver_identity(receiver)
-        )
+        identity = ("uid", dispatch_uid) if dispatch_uid else receiver_identity(receiver)
         with self.lock:
             connection = self.connections.get((identity, skey))
         if connection is None or not connection.alive() or not connection.serves(sender):
@@ -606,8 +595,8 @@ class Registry:
             if self.muted or (key not in self._by_sender and len(self.plans) >= CACHE_LIMIT):
                 return plan
             self.plans[key] = plan
-            if not plan.any_async and self._watch_locked(sender):
-                self.send_cache[id(sender)] = plan.holders
+            if not plan.asynchronous and self._watch_locked(sender):
+                self.send_cache[id(sender)] = plan.sync
         return plan
 
     def _watch_locked(self, sender: Any) -> bool:
@@ -642,8 +631,10 @@ class Registry:
         if not connections:
             return EMPTY_PLAN
         connections.sort(key=lambda c: (-c.priority, c.order))
-        flags = tuple(c.is_async for c in connections)
-        return Plan(tuple(c.fast_holder for c in connections), flags, any(flags))
+        return Plan(
+            tuple(c.fast_holder for c in connections if not c.is_async),
+            tuple(c.fast_holder for c in connections if c.is_async),
+        )
 
     def has_listeners(self, sender: Any) -> bool:
         """Whether a send from *sender* would reach at least one live receiver."""
@@ -651,7 +642,8 @@ class Registry:
             return False
         holders = self.send_cache.get(id(sender))
         if holders is None:
-            holders = self.plan_for(sender).holders
+            plan = self.plan_for(sender)
+            holders = plan.sync + plan.asynchronous
         return any(holder() is not None for holder in holders)
 
     def receivers(self) -> list[Callable[..., Any]]:
@@ -665,6 +657,11 @@ class Registry:
         with self.lock:
             connections = list(self.connections.values())
         return [c for c in connections if c.alive()]
+
+    def invalidate_all(self) -> None:
+        """Drop every sender's cached receivers (Django's ``sender_receivers_cache.clear()``)."""
+        with self.lock:
+            self._invalidate_locked(ANY_SENDER)
 
     # -- muting -------------------------------------------------------------------------
 
@@ -684,14 +681,14 @@ class Registry:
     # -- snapshots ----------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The live connections and the dispatch_uids ever used, to :meth:`restore`."""
+        """The live connections, to :meth:`restore`."""
         with self.lock:
             self._purge_dead_locked()
-            return Snapshot(dict(self.connections), frozenset(self._known_uids))
+            return Snapshot(dict(self.connections))
 
     def restore(self, snapshot: Snapshot) -> None:
         """Put back exactly the connections of *snapshot* (those still alive)."""
-        connections, known_uids = snapshot
+        connections = snapshot.connections
         with self.lock:
             was_active = bool(self.connections)
             self._purge_dead_locked()
@@ -709,9 +706,6 @@ class Registry:
                 ordered = sorted(self.connections.values(), key=lambda c: c.order)
                 self.connections.clear()
                 self.connections.update((c.lookup_key, c) for c in ordered)
-            self._known_uids = set(known_uids) | {
-                c.dispatch_uid for c in self.connections.values() if c.dispatch_uid is not None
-            }
             changed = was_active != bool(self.connections) or self._emptied
         if changed and self._activity_watchers:
             self._notify_activity()

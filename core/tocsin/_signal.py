@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
+import threading
 import types
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, final, overload
 
 from tocsin._errors import AsyncReceiversInLoopError
 from tocsin._prototype import read_prototype
 from tocsin._refs import Holder, describe
-from tocsin._registry import Plan, Registry, validate_options, validate_receiver
+from tocsin._registry import Plan, Registry, Snapshot, validate_options, validate_receiver
 from tocsin._send import COMPILED, PureSendCore, Responses
 
 if TYPE_CHECKING:
@@ -76,6 +78,53 @@ class ReceiverMark(NamedTuple):
     priority: int
 
 
+class ReceiverList(list[Callable[..., Any]]):
+    """What :attr:`Signal.receivers` returns: the live receivers, and the connections
+    they came from, so that assigning the list back (unchanged) restores exactly those."""
+
+    __slots__ = ("_read", "_snapshot")
+
+    def __init__(self, receivers: list[Callable[..., Any]], snapshot: Snapshot) -> None:
+        super().__init__(receivers)
+        self._read = tuple(receivers)
+        self._snapshot = snapshot
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The connections behind the receivers, or None once the list was changed."""
+        unchanged = len(self) == len(self._read) and all(
+            a is b for a, b in zip(self, self._read, strict=True)
+        )
+        return self._snapshot if unchanged else None
+
+
+@final
+class SenderReceiversCache:
+    """Django's ``signal.sender_receivers_cache``, over tocsin's per-sender caches."""
+
+    __slots__ = ("_registry",)
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def clear(self) -> None:
+        """Drop every cached entry; each sender's next send rebuilds its own."""
+        self._registry.invalidate_all()
+
+    def get(self, sender: Any, default: Any = None) -> Any:
+        """The cached receivers for *sender* (a tuple), or *default* if none is cached."""
+        plan = self._registry.plans.get(Registry.sender_key(sender))
+        if plan is None:
+            return default
+        return tuple(r for h in plan.sync + plan.asynchronous if (r := h()) is not None)
+
+    def __len__(self) -> int:
+        return len(self._registry.plans)
+
+    def __bool__(self) -> bool:
+        return bool(self._registry.plans)
+
+
 class Signal(SendCore):
     """A named event that receivers connect to and senders send.
 
@@ -98,6 +147,8 @@ class Signal(SendCore):
         use_caching: bool = False,
         name: str | None = None,
     ) -> None:
+        if isinstance(providing_args, bool):  # Signal(True): Django's positional use_caching
+            providing_args, use_caching = None, providing_args
         if isinstance(providing_args, str):
             raise TypeError(
                 f"providing_args must be a list of argument names, not the string "
@@ -197,13 +248,15 @@ class Signal(SendCore):
     ) -> bool:
         """Disconnect a receiver (or the one connected with ``dispatch_uid``) for *sender*.
 
-        Returns True if a connection was removed, False if there was none.  A
-        ``dispatch_uid`` never connected to this signal raises
-        :class:`UnknownDispatchUidError`, since that is almost always a typo.
+        Returns True if a connection was removed, False if there was none (a
+        ``dispatch_uid`` never connected included, as in Django).
+
+        .. versionchanged:: 0.1 an unknown ``dispatch_uid`` returns False, as in
+           Django, instead of raising :class:`UnknownDispatchUidError`.
         """
         if fn is not None:
             receiver = _pick_receiver(receiver, fn, self, "disconnect")
-        elif receiver is None and dispatch_uid is None:
+        elif receiver is None and not dispatch_uid:
             raise TypeError(
                 f"{self!r}.disconnect() needs the receiver to disconnect, or the "
                 f"dispatch_uid it was connected with."
@@ -214,22 +267,50 @@ class Signal(SendCore):
         """Whether a send from *sender* would reach at least one live receiver."""
         return self.registry.has_listeners(sender)
 
+    # -- what Django code reaches for ---------------------------------------------------
+    # Django's own tests, and code written against django.dispatch, use these parts of
+    # Django's Signal beyond its methods (issue 12); tocsin's registry answers them.
+
     @property
     def receivers(self) -> list[Callable[..., Any]]:
-        """The live receivers, in the order they were connected (a snapshot list).
+        """The live receivers, in the order they were connected (a new list).
 
-        Assigning an empty list disconnects every receiver, as Django test code does.
+        Assigning it back later puts back exactly those connections (with their
+        senders, dispatch_uids and priorities), and assigning ``[]`` disconnects every
+        receiver: the two ways Django's tests save and restore a signal.
         """
-        return self.registry.receivers()
+        snapshot = self.registry.snapshot()
+        return ReceiverList(self.registry.receivers(), snapshot)
 
     @receivers.setter
     def receivers(self, value: Sequence[Any]) -> None:
-        if len(value):
+        if isinstance(value, ReceiverList) and value.snapshot is not None:
+            self.registry.restore(value.snapshot)
+        elif len(value) == 0:
+            self.registry.clear()
+        else:
             raise TypeError(
-                f"Only an empty list can be assigned to {self!r}.receivers (it "
-                f"disconnects every receiver); use connect() to add receivers."
+                f"{self!r}.receivers can be assigned [] (to disconnect every receiver) or "
+                f"a list read from some signal's .receivers (to put those connections "
+                f"back); use connect() to add receivers."
             )
-        self.registry.clear()
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock that guards the connections (Django's ``signal.lock``)."""
+        return self.registry.lock
+
+    def _clear_dead_receivers(self) -> None:
+        """Forget connections whose receiver or sender was collected.  Call it with
+        :attr:`lock` held, as Django's code does; connect, disconnect and the first send
+        from a sender do it anyway."""
+        self.registry.purge_dead_locked()
+
+    @property
+    def sender_receivers_cache(self) -> SenderReceiversCache:
+        """The per-sender receiver cache, as Django exposes it: ``clear()`` empties it
+        (the next send from each sender rebuilds its entry), ``get(sender)`` reads it."""
+        return SenderReceiversCache(self.registry)
 
     # -- watching activity --------------------------------------------------------------
 
@@ -260,6 +341,12 @@ class Signal(SendCore):
 
     # -- sending ----------------------------------------------------------------------
 
+    # send_robust and the slow path below each call their receivers in a loop of their
+    # own, as PureSendCore.send does, rather than sharing a helper: Django's dispatcher
+    # has exactly one frame (send or send_robust) between the caller and a receiver,
+    # and receivers count on it (Django's own setting_changed receiver warns with a
+    # fixed stacklevel; issue 12).
+
     def send_robust(self, sender: Any, **named: Any) -> Responses:
         """Like :meth:`send`, but an ``Exception`` from a receiver becomes its response.
 
@@ -269,103 +356,152 @@ class Signal(SendCore):
         if not self._connections:
             return []
         holders = self._send_cache.get(id(sender))
+        waiting: list[Callable[..., Any]] = []
         if holders is None:
-            return self._send_slow(sender, named, robust=True)
-        return self._call_robust(holders, sender, named)
-
-    def _call_sync(
-        self, holders: Iterable[Holder], sender: Any, named: dict[str, Any], robust: bool
-    ) -> Responses:
-        """Call synchronous receivers in order, off the hot path (slow path, asend)."""
-        if robust:
-            return self._call_robust(holders, sender, named)
-        return [
-            (r, r(signal=self, sender=sender, **named)) for h in holders if (r := h()) is not None
-        ]
-
-    def _call_robust(self, holders: Iterable[Holder], sender: Any, named: Any) -> Responses:
+            holders, waiting = self._receivers_for(sender, robust=True)
         responses: Responses = []
         for holder in holders:
             receiver = holder()
-            if receiver is None:
-                continue
-            try:
-                response = receiver(signal=self, sender=sender, **named)
-            except Exception as error:
-                _log_failure(receiver, error)
-                response = error
-            responses.append((receiver, response))
+            if receiver is not None:
+                try:
+                    response = receiver(signal=self, sender=sender, **named)
+                except Exception as error:
+                    _log_failure(receiver, error)
+                    response = error
+                responses.append((receiver, response))
+        if waiting:
+            results = _run_to_completion(self._gather(waiting, sender, named, robust=True))
+            responses += zip(waiting, results, strict=True)
         return responses
 
     def _send_slow(self, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
-        if self.registry.muted:
-            return []
-        plan = self.registry.plan_for(sender)
-        if not plan.any_async:
-            return self._call_sync(plan.holders, sender, named, robust)
-        import asyncio  # imported on first use: it is most of what importing tocsin costs
-
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            # The cached plan may predate the collection of its last async receiver:
-            # only live async receivers make send() impossible here.
-            live_async = (
-                is_async and holder() is not None
-                for holder, is_async in zip(plan.holders, plan.is_async, strict=True)
-            )
-            if any(live_async):
-                raise AsyncReceiversInLoopError(self._async_in_loop_message(plan, robust))
-        responses, pending = self._start(plan, sender, named, robust)
-        if pending:
-            asyncio.run(_settle(responses, pending, robust))
+        """The slow-path hook of the C send (see :class:`tocsin._send.PureSendCore`):
+        a send whose sender has no entry in the send cache."""
+        holders, waiting = self._receivers_for(sender, robust)
+        responses: Responses = []
+        for holder in holders:
+            receiver = holder()
+            if receiver is not None:
+                if robust:
+                    try:
+                        response = receiver(signal=self, sender=sender, **named)
+                    except Exception as error:
+                        _log_failure(receiver, error)
+                        response = error
+                else:
+                    response = receiver(signal=self, sender=sender, **named)
+                responses.append((receiver, response))
+        if waiting:
+            results = _run_to_completion(self._gather(waiting, sender, named, robust))
+            responses += zip(waiting, results, strict=True)
         return responses
 
-    def _async_in_loop_message(self, plan: Plan, robust: bool) -> str:
-        names = [
-            describe(r)
-            for h, is_async in zip(plan.holders, plan.is_async, strict=True)
-            if is_async and (r := h()) is not None
-        ]
+    def _receivers_for(
+        self, sender: Any, robust: bool
+    ) -> tuple[tuple[Holder, ...], list[Callable[..., Any]]]:
+        """The synchronous receivers' holders for a send from *sender*, and the live
+        async receivers, which the send runs to completion after them.
+
+        Raises :class:`AsyncReceiversInLoopError`, before any receiver runs, when there
+        are async receivers and this thread runs an event loop.
+        """
+        if self.registry.muted:
+            return (), []
+        plan = self.registry.plan_for(sender)
+        # The cached plan may predate the collection of its last async receiver: only
+        # live ones count.  The error holds no receiver (its traceback keeps this frame).
+        if any(h() is not None for h in plan.asynchronous) and _loop_running():
+            raise AsyncReceiversInLoopError(self._in_loop_message(plan, robust))
+        waiting = [r for h in plan.asynchronous if (r := h()) is not None]
+        return plan.sync, waiting
+
+    def _in_loop_message(self, plan: Plan, robust: bool) -> str:
+        names = ", ".join(describe(r) for h in plan.asynchronous if (r := h()) is not None)
         method = "asend_robust" if robust else "asend"
         return (
-            f"{self!r} has async receivers ({', '.join(names)}), which "
-            f"send{'_robust' if robust else ''}() cannot run inside a running event loop. "
-            f"Use 'await signal.{method}(sender, ...)' instead. No receiver was called."
+            f"{self!r} has async receivers ({names}), which "
+            f"send{'_robust' if robust else ''}() cannot run inside a running event "
+            f"loop. Use 'await signal.{method}(sender, ...)' instead. No receiver was "
+            f"called."
         )
 
-    def _start(
-        self, plan: Plan, sender: Any, named: dict[str, Any], robust: bool
-    ) -> tuple[Responses, list[tuple[int, Callable[..., Any], Awaitable[Any]]]]:
-        """Call every receiver in order; sync ones finish, async ones leave awaitables."""
-        responses: Responses = []
-        pending: list[tuple[int, Callable[..., Any], Awaitable[Any]]] = []
-        for holder, is_async in zip(plan.holders, plan.is_async, strict=True):
-            receiver = holder()
-            if receiver is None:
-                continue
+    def _run_async(
+        self, receivers: list[Callable[..., Any]], sender: Any, named: dict[str, Any]
+    ) -> Responses:
+        results = _run_to_completion(self._gather(receivers, sender, named, robust=False))
+        return list(zip(receivers, results, strict=True))
+
+    def _call_sync(
+        self,
+        receivers: list[Callable[..., Any]],
+        sender: Any,
+        named: dict[str, Any],
+        robust: bool,
+        handling: BaseException | None,
+    ) -> Responses:
+        """Call synchronous receivers in order (asend's work, off the event loop).
+
+        *handling* is the exception the sender was handling, if any: it is being
+        handled here too, so receivers that read ``sys.exc_info()`` (Django's test
+        client's ``got_request_exception`` receiver does) see it in this thread as
+        they would in the sender's.
+        """
+        if handling is not None:
+            traceback = handling.__traceback__
             try:
-                response = receiver(signal=self, sender=sender, **named)
-            except Exception as error:
-                if not robust:
-                    _close_all(pending)
-                    raise
-                _log_failure(receiver, error)
-                response = error
+                raise handling
+            except BaseException:
+                handling.__traceback__ = traceback  # as it was: re-raising added a frame
+                return self._call_sync(receivers, sender, named, robust, None)
+        responses: Responses = []
+        for receiver in receivers:
+            if robust:
+                try:
+                    response = receiver(signal=self, sender=sender, **named)
+                except Exception as error:
+                    _log_failure(receiver, error)
+                    response = error
             else:
-                if is_async:
-                    pending.append((len(responses), receiver, response))
+                response = receiver(signal=self, sender=sender, **named)
             responses.append((receiver, response))
-        return responses, pending
+        return responses
+
+    async def _gather(
+        self, receivers: list[Callable[..., Any]], sender: Any, named: dict[str, Any], robust: bool
+    ) -> list[Any]:
+        """Run async receivers concurrently; their responses in dispatch order.
+
+        Only the responses: the caller pairs them with the receivers, since asyncio
+        keeps a task's result for a while after it is done, and a result must not keep
+        a weakly connected receiver alive.
+        """
+        import asyncio
+
+        if robust:
+            return await asyncio.gather(
+                *(self._guarded(receiver, sender, named) for receiver in receivers)
+            )
+        return await asyncio.gather(
+            *(receiver(signal=self, sender=sender, **named) for receiver in receivers)
+        )
+
+    async def _guarded(
+        self, receiver: Callable[..., Awaitable[Any]], sender: Any, named: dict[str, Any]
+    ) -> Any:
+        try:
+            return await receiver(signal=self, sender=sender, **named)
+        except Exception as error:
+            _log_failure(receiver, error)
+            return error
 
     async def asend(self, sender: Any, **named: Any) -> Responses:
         """Call every receiver for *sender* from inside an event loop.
 
-        Sync receivers are called in order, in the loop's thread; async receivers run
-        concurrently.  Responses come back in dispatch order.  A receiver's exception
-        propagates.
+        As in Django, the synchronous receivers run in order, in one hop off the event
+        loop's thread (``asgiref.sync.sync_to_async``, thread-sensitive, when asgiref is
+        installed; the loop's default executor otherwise), while the async receivers run
+        concurrently.  Responses: the synchronous ones, then the async ones.  A
+        receiver's exception propagates.
         """
         return await self._asend(sender, named, robust=False)
 
@@ -377,12 +513,23 @@ class Signal(SendCore):
         if not self._connections or self.registry.muted:
             return []
         plan = self.registry.plan_for(sender)
-        if not plan.any_async:
-            return self._call_sync(plan.holders, sender, named, robust)
-        responses, pending = self._start(plan, sender, named, robust)
-        if pending:
-            await _settle(responses, pending, robust)
-        return responses
+        calling = [r for h in plan.sync if (r := h()) is not None]
+        waiting = [r for h in plan.asynchronous if (r := h()) is not None]
+        handling = sys.exc_info()[1]
+        if not waiting:
+            if not calling:
+                return []
+            return await _off_the_loop(self._call_sync, calling, sender, named, robust, handling)
+        import asyncio
+
+        if not calling:
+            results = await self._gather(waiting, sender, named, robust)
+            return list(zip(waiting, results, strict=True))
+        sync_responses, results = await asyncio.gather(
+            _off_the_loop(self._call_sync, calling, sender, named, robust, handling),
+            self._gather(waiting, sender, named, robust),
+        )
+        return [*sync_responses, *zip(waiting, results, strict=True)]
 
     # -- conveniences -----------------------------------------------------------------
 
@@ -413,36 +560,45 @@ class Signal(SendCore):
             yield self
 
 
-async def _settle(
-    responses: Responses,
-    pending: list[tuple[int, Callable[..., Any], Awaitable[Any]]],
-    robust: bool,
-) -> None:
-    """Await the async receivers' awaitables concurrently, filling in their responses."""
-    import asyncio
+def _loop_running() -> bool:
+    import asyncio  # imported on first use: it is most of what importing tocsin costs
 
-    if robust:
-        results = await asyncio.gather(*(_guard(receiver, aw) for _, receiver, aw in pending))
-    else:
-        results = await asyncio.gather(*(aw for _, _, aw in pending))
-    for (index, receiver, _), result in zip(pending, results, strict=True):
-        responses[index] = (receiver, result)
-
-
-async def _guard(receiver: Callable[..., Any], awaitable: Awaitable[Any]) -> Any:
     try:
-        return await awaitable
-    except Exception as error:
-        _log_failure(receiver, error)
-        return error
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
-def _close_all(pending: list[tuple[int, Callable[..., Any], Awaitable[Any]]]) -> None:
-    # Coroutines created but never awaited would warn "never awaited"; close them.
-    for _, _, awaitable in pending:
-        close = getattr(awaitable, "close", None)
-        if close is not None:
-            close()
+def _run_to_completion(coroutine: Coroutine[Any, Any, list[Any]]) -> list[Any]:
+    """Run *coroutine* from synchronous code, as Django's send does: through
+    ``asgiref.sync.async_to_sync`` when asgiref is installed (so thread-sensitive code
+    the receivers call runs in this thread), else in a fresh event loop."""
+    try:
+        from asgiref.sync import async_to_sync
+    except ImportError:
+        import asyncio
+
+        return asyncio.run(coroutine)
+
+    async def run() -> list[Any]:
+        return await coroutine
+
+    return async_to_sync(run)()
+
+
+async def _off_the_loop(call: Callable[..., Responses], *args: Any) -> Responses:
+    """Await ``call(*args)`` run off the event loop's thread, as Django's asend does."""
+    try:
+        from asgiref.sync import sync_to_async
+    except ImportError:
+        import asyncio
+        import functools
+
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(context.run, call, *args))
+    return await sync_to_async(call, thread_sensitive=True)(*args)
 
 
 def _log_failure(receiver: Callable[..., Any], error: Exception) -> None:
@@ -487,14 +643,7 @@ def receiver(
 ) -> Callable[[ReceiverT], ReceiverT]: ...
 
 
-def receiver(
-    signal: Signal | Sequence[Signal],
-    *,
-    sender: Any = None,
-    weak: bool = True,
-    dispatch_uid: Hashable | None = None,
-    priority: int = 0,
-) -> Callable[[ReceiverT], ReceiverT]:
+def receiver(signal: Any, **options: Any) -> Callable[[ReceiverT], ReceiverT]:
     """Decorator: connect the function to one signal or each of a list of signals.
 
     The function is returned unchanged, and marked with what it connected to, so a
@@ -503,41 +652,75 @@ def receiver(
         @receiver(order_paid, sender=Shop, dispatch_uid="mail-receipt")
         def mail_receipt(sender, order, amount, **kwargs): ...
 
-    A method decorated in a class body is only marked, not connected: the plain
-    function has no ``self`` to be called with.  Registering an instance of the class
-    with a :class:`~tocsin.PluginManager` connects its bound methods.
+    As Django's decorator does, it takes a list or tuple of signals, or anything else
+    with a ``connect`` method, and passes ``connect`` exactly the options it was given
+    (so a ``Signal`` subclass with Django's ``connect`` signature, such as Django's
+    ``ModelSignal``, works; ``priority`` is passed only when given).
+
+    A method decorated in a class body is only marked, not connected to a tocsin
+    signal: the plain function has no ``self`` to be called with.  Registering an
+    instance of the class with a :class:`~tocsin.PluginManager` connects its bound
+    methods.
+
+    .. versionchanged:: 0.1 accepts any object with ``connect``, as Django's does.
     """
     if isinstance(signal, (str, bytes)):
         raise TypeError(
             f"@receiver takes a Signal or a list of Signals, not the string {signal!r}; "
             f"import the signal object itself."
         )
-    signals = [signal] if isinstance(signal, Signal) else list(signal)
+    signals = list(signal) if isinstance(signal, (list, tuple)) else [signal]
     for item in signals:
-        if not isinstance(item, Signal):
-            raise TypeError(
-                f"@receiver takes a Signal or a list of Signals, not {type(item).__name__}."
+        if not callable(getattr(item, "connect", None)):
+            hint = (
+                " Write @receiver(some_signal) above the function, not @receiver alone."
+                if callable(item) and not isinstance(item, type)
+                else ""
             )
+            raise TypeError(
+                f"@receiver takes a Signal or a list or tuple of Signals (anything with a "
+                f"connect() method), not {type(item).__name__}.{hint}"
+            )
+    own = [item for item in signals if isinstance(item, Signal)]
+    unknown = sorted(set(options) - _RECEIVER_OPTIONS)
+    # Options only a subclass's connect() understands (Django's ModelSignal takes
+    # apps=) are passed on to it; tocsin's own connect() would reject them late.
+    plain = [item for item in own if type(item).connect is Signal.connect]
+    if unknown and plain:
+        raise TypeError(
+            f"@receiver got unexpected option(s) {', '.join(unknown)} for {plain[0]!r}; "
+            f"it takes sender, weak, dispatch_uid and priority."
+        )
+    sender = options.get("sender")
+    weak = options.get("weak", True)
+    dispatch_uid = options.get("dispatch_uid")
+    priority = options.get("priority", 0)
 
     def decorator(func: ReceiverT) -> ReceiverT:
-        for item in signals:
+        for item in own:
             validate_receiver(func, item)
             validate_options(item, dispatch_uid, priority)
-        marks = [ReceiverMark(item, sender, weak, dispatch_uid, priority) for item in signals]
-        if not in_class_body(func):
-            for mark in marks:
-                mark.signal.connect(func, sender, weak, dispatch_uid, priority=priority)
+        marks = [ReceiverMark(item, sender, weak, dispatch_uid, priority) for item in own]
+        skip_own = in_class_body(func)
+        for item in signals:
+            if not (skip_own and isinstance(item, Signal)):
+                item.connect(func, **options)
         recording = declared_receivers.get()
-        if recording is not None:
+        if recording is not None and marks:
             recording.append((func, marks))
-        try:
-            existing = getattr(func, "__tocsin_receivers__", [])
-            func.__tocsin_receivers__ = [*existing, *marks]  # type: ignore[attr-defined]
-        except AttributeError:  # bound methods and some builtins take no attributes
-            pass
+        if marks:
+            try:
+                existing = getattr(func, "__tocsin_receivers__", [])
+                func.__tocsin_receivers__ = [*existing, *marks]  # type: ignore[attr-defined]
+            except AttributeError:  # bound methods and some builtins take no attributes
+                pass
         return func
 
     return decorator
+
+
+#: The options tocsin's own ``connect`` takes, as ``@receiver`` passes them on.
+_RECEIVER_OPTIONS = frozenset({"sender", "weak", "dispatch_uid", "priority"})
 
 
 def in_class_body(func: Callable[..., Any]) -> bool:
@@ -601,8 +784,11 @@ def sending_method(signal: Signal, frame: types.FrameType | None) -> str | None:
             return None
         method = _SEND_CODES.get(frame.f_code)
         if method is not None and frame.f_locals.get("self") is signal:
+            robust = bool(frame.f_locals.get("robust"))
             if method == "_send_slow":  # the slow path of send and send_robust alike
-                return "send_robust" if frame.f_locals.get("robust") else "send"
+                return "send_robust" if robust else "send"
+            if method == "_call_sync":  # asend's synchronous receivers, off the loop
+                return "asend_robust" if robust else "asend"
             return method
         frame = frame.f_back
     return None
@@ -617,4 +803,5 @@ _SEND_CODES: dict[types.CodeType, str] = {
     Signal.asend.__code__: "asend",
     Signal.asend_robust.__code__: "asend_robust",
     Signal._send_slow.__code__: "_send_slow",
+    Signal._call_sync.__code__: "_call_sync",
 }

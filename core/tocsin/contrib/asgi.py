@@ -34,7 +34,15 @@ receivers run to completion on the server's event loop before the request goes o
     ``websocket.disconnect``; the application returned or raised.  An application
     that raises *after* its response is complete (Starlette's error middleware sends
     its 500 page, then re-raises) therefore sends ``request_finished`` before
-    ``got_request_exception``.
+    ``got_request_exception``.  Its receivers run to completion even when the server
+    cancels the exchange (a client that went away, a shutdown): the send is shielded
+    from the cancellation, for at most :data:`FINISH_TIMEOUT` seconds, after which it
+    is cancelled and a warning is logged under ``tocsin.contrib.asgi``.  (On an event
+    loop other than asyncio's, the send is awaited unshielded.)
+
+Synchronous receivers run off the event loop's thread, as :meth:`tocsin.Signal.asend`
+runs them (and Django's ``asend``): through ``asgiref``'s thread-sensitive
+``sync_to_async`` where asgiref is installed.
 
 Other scopes (``lifespan``, and any this module does not know) are passed to the
 application untouched: the same scope, ``receive`` and ``send`` objects, no signal.
@@ -44,12 +52,24 @@ buffered.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from tocsin.signals.request import got_request_exception, request_finished, request_started
 
-__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "SignalsMiddleware"]
+__all__ = ["FINISH_TIMEOUT", "ASGIApp", "Message", "Receive", "Scope", "Send", "SignalsMiddleware"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds ``request_finished`` receivers may still run once the server has cancelled
+#: the exchange they finish.
+FINISH_TIMEOUT = 30.0
+
+# The shielded request_finished sends still running: the loop keeps only weak
+# references to tasks, and nothing else awaits these once their exchange is cancelled.
+_finishing: set[asyncio.Task[None]] = set()
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -133,4 +153,24 @@ class _Exchange:
         if self.finished:
             return
         self.finished = True
-        await request_finished.asend_robust(sender=self.sender)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # another event loop (trio): nothing to shield with
+            await request_finished.asend_robust(sender=self.sender)
+            return
+        task = asyncio.ensure_future(_finish(self.sender))
+        _finishing.add(task)
+        task.add_done_callback(_finishing.discard)
+        # A cancelled exchange stops waiting here; the task itself goes on (issue 14).
+        await asyncio.shield(task)
+
+
+async def _finish(sender: type) -> None:
+    try:
+        await asyncio.wait_for(request_finished.asend_robust(sender=sender), FINISH_TIMEOUT)
+    except asyncio.TimeoutError:
+        logger.warning(
+            "request_finished receivers were still running %s s after the server "
+            "cancelled the exchange; they were cancelled.",
+            FINISH_TIMEOUT,
+        )
