@@ -11,10 +11,12 @@ import copy
 import functools
 import gc
 import inspect
+import logging
 import os
 import shutil
 import subprocess
 import sys
+import traceback
 import weakref
 from pathlib import Path
 from typing import Any
@@ -134,13 +136,72 @@ def test_many_named_arguments() -> None:
     assert response == {"signal": sig, "sender": Shop, **named}
 
 
-def test_sender_given_by_name() -> None:
+@pytest.mark.parametrize("method", ["send", "send_robust"])
+def test_sender_given_by_name(method: str) -> None:
     sig = Signal(name="t.by_name")
-    assert sig.send(sender=Shop, a=1) == []  # no receiver at all
+    send = getattr(sig, method)
+    assert send(sender=Shop, a=1) == []  # no receiver at all
     sig.connect(echo, sender=Shop)
-    sig.send(Shop)
-    assert sig.send(sender=Shop, a=1) == [(echo, {"signal": sig, "sender": Shop, "a": 1})]
-    assert sig.send(a=1, sender=Shop) == [(echo, {"signal": sig, "sender": Shop, "a": 1})]
+    expected = [(echo, {"signal": sig, "sender": Shop, "a": 1, "b": 2})]
+    assert send(sender=Shop, a=1, b=2) == expected  # builds the tuple
+    assert send(sender=Shop, a=1, b=2) == expected  # from the tuple
+    assert send(a=1, sender=Shop, b=2) == expected  # sender between the others
+    assert send(a=1, b=2, sender=Shop) == expected
+    assert send(sender=Shop) == [(echo, {"signal": sig, "sender": Shop})]
+
+
+def test_keyword_names_are_not_mixed_up_between_call_sites() -> None:
+    # The C send keeps the receivers' keyword names of the last call site; a call with
+    # other names, or the same names with the sender elsewhere, must not reuse them.
+    sig = Signal(name="t.names")
+    sig.connect(echo, sender=Shop)
+    for _ in range(3):
+        assert sig.send(sender=Shop, a=1) == [(echo, {"signal": sig, "sender": Shop, "a": 1})]
+        assert sig.send(Shop, a=1, sender_=2) == [
+            (echo, {"signal": sig, "sender": Shop, "a": 1, "sender_": 2})
+        ]
+        assert sig.send(a=1, sender=Shop) == [(echo, {"signal": sig, "sender": Shop, "a": 1})]
+        assert sig.send(Shop, a=1) == [(echo, {"signal": sig, "sender": Shop, "a": 1})]
+
+
+def test_send_robust_returns_each_exception_with_its_traceback_and_logs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sig = Signal(name="t.robust")
+
+    def failing(**kwargs: Any) -> None:
+        raise ValueError("no")
+
+    sig.connect(failing, sender=Shop)
+    sig.connect(echo, sender=Shop)
+    for call in (lambda: sig.send_robust(Shop, a=1), lambda: sig.send_robust(sender=Shop, a=1)):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="tocsin.dispatch"):
+            [(first, error), (second, response)] = call()
+        assert first is failing
+        assert isinstance(error, ValueError)
+        assert error.__traceback__ is not None
+        assert "failing" in "".join(traceback.format_tb(error.__traceback__))
+        assert (second, response) == (echo, {"signal": sig, "sender": Shop, "a": 1})
+        [record] = caplog.records
+        assert record.getMessage() == (
+            "Error calling test_send_robust_returns_each_exception_with_its_traceback_and_"
+            "logs_it.<locals>.failing in Signal.send_robust() (no)"
+        )
+        assert record.exc_info is not None
+        assert record.exc_info[1] is error
+
+
+def test_send_robust_lets_a_base_exception_through() -> None:
+    sig = Signal(name="t.robust.base")
+
+    def interrupt(**kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    sig.connect(interrupt, sender=Shop)
+    for _ in range(2):  # the slow path, then the cached tuple
+        with pytest.raises(KeyboardInterrupt):
+            sig.send_robust(sender=Shop)
 
 
 def test_sender_given_twice() -> None:
@@ -338,7 +399,11 @@ def test_send_holds_no_reference_once_done() -> None:
     def every_shape() -> None:
         sig.send(Shop, value=argument)  # the cached tuple
         sig.send(Shop, **many)
-        sig.send(sender=Shop, value=argument)  # sender by name: the slow path
+        sig.send(sender=Shop, value=argument)  # sender by name
+        sig.send(value=argument, sender=Shop, **many)
+        sig.send_robust(Shop, value=argument)
+        sig.send_robust(sender=Shop, value=argument)
+        assert isinstance(other.send_robust(sender=Shop, value=argument)[0][1], ValueError)
         sig.send(argument, value=argument)  # no receiver for this sender
         empty.send(Shop, value=argument)
         with pytest.raises(ValueError, match="no"):
@@ -351,11 +416,19 @@ def test_send_holds_no_reference_once_done() -> None:
             sig.send(Shop, sender=argument)  # type: ignore[misc]
         listener.calls.clear()
 
-    every_shape()  # first sends build caches: count only from here
-    before = [sys.getrefcount(o) for o in tracked]
-    for _ in range(500):
-        every_shape()
-    after = [sys.getrefcount(o) for o in tracked]
+    # Logged failures would be kept by pytest's log capture, tracebacks and all.
+    dispatch_logger = logging.getLogger("tocsin.dispatch")
+    dispatch_logger.disabled = True
+    try:
+        every_shape()  # first sends build caches: count only from here
+        gc.collect()  # a failure's traceback is a cycle (frames, locals), as in Django
+        before = [sys.getrefcount(o) for o in tracked]
+        for _ in range(500):
+            every_shape()
+        gc.collect()
+        after = [sys.getrefcount(o) for o in tracked]
+    finally:
+        dispatch_logger.disabled = False
     assert after == before
 
 

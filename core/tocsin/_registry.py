@@ -225,6 +225,7 @@ class Registry:
         "plans",
         "send_cache",
         "signal",
+        "uncached",
     )
 
     def __init__(self, signal: object) -> None:
@@ -245,6 +246,8 @@ class Registry:
         self.plans: dict[Hashable, Plan] = {}
         #: How many ``muted()`` blocks are open; while any is, sends call nobody.
         self.muted = 0
+        #: How many :meth:`bypassing_send_cache` blocks are open.
+        self.uncached = 0
         self._order = itertools.count()
         # sender key -> that sender's connections (see _Bucket).
         self._by_sender: dict[Hashable, _Bucket] = {}
@@ -595,7 +598,7 @@ class Registry:
             if self.muted or (key not in self._by_sender and len(self.plans) >= CACHE_LIMIT):
                 return plan
             self.plans[key] = plan
-            if not plan.asynchronous and self._watch_locked(sender):
+            if not plan.asynchronous and not self.uncached and self._watch_locked(sender):
                 self.send_cache[id(sender)] = plan.sync
         return plan
 
@@ -677,6 +680,19 @@ class Registry:
             with self.lock:
                 self.muted -= 1
                 self._invalidate_locked(ANY_SENDER)
+
+    @contextlib.contextmanager
+    def bypassing_send_cache(self) -> Iterator[None]:
+        """Within the block, every send takes the Python slow path (the C send has no
+        frame, and ``tocsin.testing.capture`` tells send from send_robust by frames)."""
+        with self.lock:
+            self.uncached += 1
+            self._invalidate_locked(ANY_SENDER)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.uncached -= 1
 
     # -- snapshots ----------------------------------------------------------------------
 

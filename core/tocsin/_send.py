@@ -60,11 +60,39 @@ class PureSendCore:
             if receiver is not None:
                 responses.append((receiver, receiver(signal=self, sender=sender, **named)))
         if waiting:
-            responses += self._run_async(waiting, sender, named)
+            responses += self._run_async(waiting, sender, named, robust=False)
         return responses
 
-    # The hooks the subclass (Signal) implements.  The C send calls _send_slow, by that
-    # name, for a send it cannot serve from the cache; this class calls the other two.
+    # The same loop again, with each receiver's Exception as its response: a helper
+    # shared with send() would be one more frame between caller and receiver.
+    def send_robust(self, sender: Any, **named: Any) -> Responses:
+        """Like :meth:`send`, but an ``Exception`` from a receiver becomes its response.
+
+        Every receiver is called; each failure is logged at ERROR with its traceback
+        under the ``tocsin.dispatch`` logger.
+        """
+        if not self._connections:
+            return []
+        holders = self._send_cache.get(id(sender))
+        waiting: list[Callable[..., Any]] = []
+        if holders is None:
+            holders, waiting = self._receivers_for(sender, robust=True)
+        responses = []
+        for holder in holders:
+            receiver = holder()
+            if receiver is not None:
+                try:
+                    response = receiver(signal=self, sender=sender, **named)
+                except Exception as error:
+                    self._log_robust_failure(receiver, error)
+                    response = error
+                responses.append((receiver, response))
+        if waiting:
+            responses += self._run_async(waiting, sender, named, robust=True)
+        return responses
+
+    # The hooks the subclass (Signal) implements.  The C send calls _send_slow and
+    # _log_robust_failure, by those names; this class calls the others.
 
     def _send_slow(self, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
         """Send to *sender*'s receivers without the send cache (the C send's slow path)."""
@@ -77,9 +105,17 @@ class PureSendCore:
         raise NotImplementedError
 
     def _run_async(
-        self, receivers: list[Callable[..., Any]], sender: Any, named: dict[str, Any]
+        self,
+        receivers: list[Callable[..., Any]],
+        sender: Any,
+        named: dict[str, Any],
+        robust: bool = False,
     ) -> Responses:
         """Run async receivers to completion from synchronous code; their responses."""
+        raise NotImplementedError
+
+    def _log_robust_failure(self, receiver: Callable[..., Any], error: Exception) -> None:
+        """Log a receiver's failure in ``send_robust`` (Django's method of that name)."""
         raise NotImplementedError
 
 

@@ -23,7 +23,7 @@ from tocsin._errors import AsyncReceiversInLoopError
 from tocsin._prototype import read_prototype
 from tocsin._refs import Holder, describe
 from tocsin._registry import Plan, Registry, Snapshot, validate_options, validate_receiver
-from tocsin._send import COMPILED, PureSendCore, Responses
+from tocsin._send import PureSendCore, Responses
 
 if TYPE_CHECKING:
     # Type checkers see the pure class, which declares what the C one implements.
@@ -341,38 +341,11 @@ class Signal(SendCore):
 
     # -- sending ----------------------------------------------------------------------
 
-    # send_robust and the slow path below each call their receivers in a loop of their
-    # own, as PureSendCore.send does, rather than sharing a helper: Django's dispatcher
-    # has exactly one frame (send or send_robust) between the caller and a receiver,
-    # and receivers count on it (Django's own setting_changed receiver warns with a
-    # fixed stacklevel; issue 12).
-
-    def send_robust(self, sender: Any, **named: Any) -> Responses:
-        """Like :meth:`send`, but an ``Exception`` from a receiver becomes its response.
-
-        Every receiver is called; each failure is logged at ERROR with its traceback
-        under the ``tocsin.dispatch`` logger.
-        """
-        if not self._connections:
-            return []
-        holders = self._send_cache.get(id(sender))
-        waiting: list[Callable[..., Any]] = []
-        if holders is None:
-            holders, waiting = self._receivers_for(sender, robust=True)
-        responses: Responses = []
-        for holder in holders:
-            receiver = holder()
-            if receiver is not None:
-                try:
-                    response = receiver(signal=self, sender=sender, **named)
-                except Exception as error:
-                    _log_failure(receiver, error)
-                    response = error
-                responses.append((receiver, response))
-        if waiting:
-            results = _run_to_completion(self._gather(waiting, sender, named, robust=True))
-            responses += zip(waiting, results, strict=True)
-        return responses
+    # The slow path calls its receivers in a loop of its own, as the sends in
+    # tocsin._send do, rather than through a helper: Django's dispatcher has exactly
+    # one frame (send or send_robust) between the caller and a receiver, and receivers
+    # count on it (Django's own setting_changed receiver warns with a fixed stacklevel;
+    # issue 12).
 
     def _send_slow(self, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
         """The slow-path hook of the C send (see :class:`tocsin._send.PureSendCore`):
@@ -426,10 +399,17 @@ class Signal(SendCore):
         )
 
     def _run_async(
-        self, receivers: list[Callable[..., Any]], sender: Any, named: dict[str, Any]
+        self,
+        receivers: list[Callable[..., Any]],
+        sender: Any,
+        named: dict[str, Any],
+        robust: bool = False,
     ) -> Responses:
-        results = _run_to_completion(self._gather(receivers, sender, named, robust=False))
+        results = _run_to_completion(self._gather(receivers, sender, named, robust))
         return list(zip(receivers, results, strict=True))
+
+    def _log_robust_failure(self, receiver: Callable[..., Any], error: Exception) -> None:
+        _log_failure(receiver, error)
 
     def _call_sync(
         self,
@@ -772,13 +752,10 @@ def sending_method(signal: Signal, frame: types.FrameType | None) -> str | None:
     """Which public method of *signal* (``"send"``, ``"send_robust"``, ``"asend"``,
     ``"asend_robust"``) called the receiver running in *frame*, or None if none did.
 
-    For ``tocsin.testing.capture``.  Frames are told by their code objects, read off
-    the methods themselves, so a renamed method cannot silently go unrecognised.  The C
-    send has no frame: a receiver called straight from outside this module and
-    ``tocsin._send`` was called by it.
+    For ``tocsin.testing.capture``, which makes sends take the Python path while it
+    records (the C send has no frame).  Frames are told by their code objects, read off
+    the methods themselves, so a renamed method cannot silently go unrecognised.
     """
-    if COMPILED and frame is not None and frame.f_globals.get("__name__") not in _SEND_MODULES:
-        return "send"
     for _ in range(_FRAME_SEARCH_DEPTH):
         if frame is None:
             return None
@@ -794,12 +771,10 @@ def sending_method(signal: Signal, frame: types.FrameType | None) -> str | None:
     return None
 
 
-#: The modules whose frames stand between a send method and the receivers it calls.
-_SEND_MODULES = frozenset({__name__, PureSendCore.__module__})
 #: The code of each send method, and of the slow path that send and send_robust share.
 _SEND_CODES: dict[types.CodeType, str] = {
     PureSendCore.send.__code__: "send",
-    Signal.send_robust.__code__: "send_robust",
+    PureSendCore.send_robust.__code__: "send_robust",
     Signal.asend.__code__: "asend",
     Signal.asend_robust.__code__: "asend_robust",
     Signal._send_slow.__code__: "_send_slow",

@@ -1,15 +1,17 @@
 /* tocsin._speedups: the C twin of tocsin._send.SendCore.
  *
- * Only Signal.send lives here.  In pure Python a send pays for an interpreter frame
+ * Only Signal.send and send_robust live here.  In pure Python a send pays for an interpreter frame
  * of its own, a dict for its **named arguments, and for every receiver a second dict
  * merged from signal=, sender= and **named: most of what a send with few receivers
  * costs beyond the receivers themselves.  Here a send reads its arguments where the
  * caller left them and hands every receiver one argument array (signal, sender, then
  * the named values) with one tuple of keyword names, so no dict is built at all.
  *
- * The logic is exactly that of SendCore.send in _send.py, which is the reference:
- * anything off the fast path (no cached tuple, sender given by keyword, a named
- * argument called "signal") goes to the same Python slow path with the same dict.
+ * The logic is exactly that of PureSendCore.send and send_robust in _send.py, which
+ * are the reference: the sender positional or by keyword (Django's own spelling), and
+ * anything off the fast path (no cached tuple, a named argument called "signal") goes
+ * to the same Python slow path (Signal._send_slow) with the same dict.  send_robust
+ * logs a receiver's failure through Signal._log_robust_failure.
  * Built only where a C compiler is at hand; tocsin works the same without it, and
  * TOCSIN_PURE_PYTHON=1 ignores it.
  */
@@ -32,6 +34,7 @@ static PyObject *str_signal;
 static PyObject *str_sender;
 static PyObject *str_self;
 static PyObject *str_send_slow;
+static PyObject *str_log_robust_failure;
 static PyObject *kwnames_robust;       /* ("robust",) */
 static PyObject *kwnames_signal_sender; /* ("signal", "sender") */
 
@@ -50,11 +53,12 @@ static PyMemberDef SendCore_members[] = {
 
 /* -- sending ----------------------------------------------------------------------- */
 
-/* The slow path: self._send_slow(sender, named, robust=False), with named built from
- * the keyword arguments (values[i] named kwnames[i]), leaving out index `skip`. */
+/* The slow path: self._send_slow(sender, named, robust=...), with named built from the
+ * keyword arguments (values[i] named kwnames[i]), leaving out index `skip` (the sender
+ * given by keyword), or none when skip is -1. */
 static PyObject *
 send_slow(SendCore *self, PyObject *sender, PyObject *const *values, PyObject *kwnames,
-          Py_ssize_t skip)
+          Py_ssize_t skip, int robust)
 {
     PyObject *named = PyDict_New();
     if (named == NULL) {
@@ -67,7 +71,7 @@ send_slow(SendCore *self, PyObject *sender, PyObject *const *values, PyObject *k
             return NULL;
         }
     }
-    PyObject *call[4] = {(PyObject *)self, sender, named, Py_False};
+    PyObject *call[4] = {(PyObject *)self, sender, named, robust ? Py_True : Py_False};
     PyObject *result = PyObject_VectorcallMethod(
         str_send_slow, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames_robust);
     Py_DECREF(named);
@@ -98,20 +102,72 @@ receiver_of(PyObject *holder)
     return PyObject_CallNoArgs(holder);
 }
 
+/* The keyword names every receiver is called with: ("signal", "sender", *kwnames),
+ * without kwnames[skip].  A call site passes the same kwnames tuple (a constant of its
+ * code) on every call, so the last answer is kept: a loop of sends from one place
+ * builds it once.  cached_kwnames is held, so its address cannot be reused meanwhile. */
+static PyObject *cached_kwnames;
+static Py_ssize_t cached_skip;
+static PyObject *cached_names;
+
 static PyObject *
-call_receivers(SendCore *self, PyObject *holders, PyObject *sender, PyObject *const *values,
-               PyObject *kwnames)
+names_for(PyObject *kwnames, Py_ssize_t skip)
 {
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    PyObject *names;
-    if (nkw == 0) {
-        names = Py_NewRef(kwnames_signal_sender);
+    if (nkw - (skip >= 0) == 0) {
+        return Py_NewRef(kwnames_signal_sender);
     }
-    else {
-        names = PySequence_Concat(kwnames_signal_sender, kwnames);
-        if (names == NULL) {
-            return NULL;
+    if (kwnames == cached_kwnames && skip == cached_skip) {
+        return Py_NewRef(cached_names);
+    }
+    PyObject *names = PyTuple_New(2 + nkw - (skip >= 0));
+    if (names == NULL) {
+        return NULL;
+    }
+    PyTuple_SET_ITEM(names, 0, Py_NewRef(str_signal));
+    PyTuple_SET_ITEM(names, 1, Py_NewRef(str_sender));
+    for (Py_ssize_t i = 0, j = 2; i < nkw; i++) {
+        if (i != skip) {
+            PyTuple_SET_ITEM(names, j++, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
         }
+    }
+    Py_XSETREF(cached_kwnames, Py_NewRef(kwnames));
+    cached_skip = skip;
+    Py_XSETREF(cached_names, Py_NewRef(names));
+    return names;
+}
+
+/* The exception being raised, taken (normalized, with its traceback), as a new
+ * reference; as ``except Exception as error`` would bind it. */
+static PyObject *
+take_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    return value;
+#endif
+}
+
+/* Call every live receiver of *holders* as receiver(signal=self, sender=sender,
+ * **named), named being the keyword arguments but kwnames[skip]; with *robust*, an
+ * Exception becomes the response, after self._log_robust_failure(receiver, error). */
+static PyObject *
+call_receivers(SendCore *self, PyObject *holders, PyObject *sender, PyObject *const *values,
+               PyObject *kwnames, Py_ssize_t skip, int robust)
+{
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    PyObject *names = names_for(kwnames, skip);
+    if (names == NULL) {
+        return NULL;
     }
     /* One slot in front of the arguments, so a bound-method receiver can be called
      * without copying them (PY_VECTORCALL_ARGUMENTS_OFFSET). */
@@ -128,8 +184,10 @@ call_receivers(SendCore *self, PyObject *holders, PyObject *sender, PyObject *co
     PyObject **callargs = stack + 1;
     callargs[0] = (PyObject *)self;
     callargs[1] = sender;
-    for (Py_ssize_t i = 0; i < nkw; i++) {
-        callargs[2 + i] = values[i];
+    for (Py_ssize_t i = 0, j = 2; i < nkw; i++) {
+        if (i != skip) {
+            callargs[j++] = values[i];
+        }
     }
 
     PyObject *responses = PyList_New(0);
@@ -147,6 +205,19 @@ call_receivers(SendCore *self, PyObject *holders, PyObject *sender, PyObject *co
         PyObject *response = PyObject_Vectorcall(
             receiver, callargs, PY_VECTORCALL_ARGUMENTS_OFFSET, names);
         /* A callee may have borrowed the slot in front; the arguments are intact. */
+        if (response == NULL && robust && PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyObject *error = take_exception();
+            PyObject *call[3] = {(PyObject *)self, receiver, error};
+            PyObject *logged = PyObject_VectorcallMethod(
+                str_log_robust_failure, call, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            if (logged == NULL) {
+                Py_DECREF(error);
+            }
+            else {
+                Py_DECREF(logged);
+                response = error;
+            }
+        }
         if (response == NULL) {
             Py_DECREF(receiver);
             Py_CLEAR(responses);
@@ -190,64 +261,74 @@ is_named(PyObject *key, PyObject *name)
                            PyUnicode_Compare(key, name) == 0);
 }
 
-/* A named argument called "self" is refused, as the Python send's own parameter. */
-static PyObject *
-self_given(void)
-{
-    PyErr_SetString(PyExc_TypeError, "send() got multiple values for argument 'self'");
-    return NULL;
-}
-
-static PyObject *
-SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+/* The arguments of send(sender, **named) and send_robust, checked as Python checks
+ * them for the pure methods: the sender (positional, or by keyword: then *skip* is its
+ * index among the keywords, else -1), and whether a named argument is called
+ * "signal" (which a receiver call would clash with).  -1 with an exception set on
+ * error. */
+static int
+parse_send(const char *method, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+           PyObject **sender, Py_ssize_t *skip, int *named_signal)
 {
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    PyObject *const *values = args + nargs;
-    if (nargs != 1) {
-        if (nargs > 1) {
-            PyErr_Format(PyExc_TypeError,
-                         "send() takes 1 positional argument (the sender) but %zd were given; "
-                         "pass the rest by name",
-                         nargs);
-            return NULL;
-        }
-        for (Py_ssize_t i = 0; i < nkw; i++) {
-            if (is_named(PyTuple_GET_ITEM(kwnames, i), str_self)) {
-                return self_given();
-            }
-        }
-        for (Py_ssize_t i = 0; i < nkw; i++) {
-            if (is_named(PyTuple_GET_ITEM(kwnames, i), str_sender)) {
-                if (is_empty(self->connections)) {
-                    return PyList_New(0);
-                }
-                return send_slow(self, values[i], values, kwnames, i);
-            }
-        }
-        PyErr_SetString(PyExc_TypeError,
-                        "send() missing 1 required positional argument: 'sender'");
-        return NULL;
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes 1 positional argument (the sender) but %zd were given; "
+                     "pass the rest by name",
+                     method, nargs);
+        return -1;
     }
-    PyObject *sender = args[0];
-    int named_signal = 0;
+    *sender = nargs == 1 ? args[0] : NULL;
+    *skip = -1;
+    *named_signal = 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        if (is_named(name, str_sender)) {
-            PyErr_SetString(PyExc_TypeError, "send() got multiple values for argument 'sender'");
-            return NULL;
-        }
         if (is_named(name, str_self)) {
-            return self_given();
+            PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument 'self'",
+                         method);
+            return -1;
         }
-        named_signal |= is_named(name, str_signal);
+        if (is_named(name, str_sender)) {
+            if (*sender != NULL) {
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got multiple values for argument 'sender'", method);
+                return -1;
+            }
+            *sender = args[nargs + i];
+            *skip = i;
+        }
+        else {
+            *named_signal |= is_named(name, str_signal);
+        }
+    }
+    if (*sender == NULL) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() missing 1 required positional argument: 'sender'", method);
+        return -1;
+    }
+    return 0;
+}
+
+/* send and send_robust: the cached receivers of id(sender), called in order; anything
+ * the cache cannot answer goes to the Python slow path with the same arguments. */
+static PyObject *
+dispatch(SendCore *self, const char *method, int robust, PyObject *const *args,
+         Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *sender;
+    Py_ssize_t skip;
+    int named_signal;
+    if (parse_send(method, args, nargs, kwnames, &sender, &skip, &named_signal) < 0) {
+        return NULL;
     }
     if (is_empty(self->connections)) {
         return PyList_New(0);
     }
+    PyObject *const *values = args + nargs;
     if (named_signal) {
         /* The receiver call would clash with the signal= it is given; the slow path
          * raises Python's own error for that, when a receiver is called. */
-        return send_slow(self, sender, values, kwnames, -1);
+        return send_slow(self, sender, values, kwnames, skip, robust);
     }
     PyObject *key = PyLong_FromVoidPtr(sender);
     if (key == NULL) {
@@ -261,13 +342,26 @@ SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         if (PyErr_Occurred()) {
             return NULL;
         }
-        return send_slow(self, sender, values, kwnames, -1);
+        return send_slow(self, sender, values, kwnames, skip, robust);
     }
     /* A receiver may connect or disconnect, replacing the cache entry: keep ours. */
     Py_INCREF(holders);
-    PyObject *responses = call_receivers(self, holders, sender, values, kwnames);
+    PyObject *responses = call_receivers(self, holders, sender, values, kwnames, skip, robust);
     Py_DECREF(holders);
     return responses;
+}
+
+static PyObject *
+SendCore_send(SendCore *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return dispatch(self, "send", 0, args, nargs, kwnames);
+}
+
+static PyObject *
+SendCore_send_robust(SendCore *self, PyObject *const *args, Py_ssize_t nargs,
+                     PyObject *kwnames)
+{
+    return dispatch(self, "send_robust", 1, args, nargs, kwnames);
 }
 
 static PyMethodDef SendCore_methods[] = {
@@ -275,8 +369,14 @@ static PyMethodDef SendCore_methods[] = {
      "send($self, sender, **named)\n--\n\n"
      "Call every receiver for *sender*; return ``[(receiver, response), ...]``.\n\n"
      "A receiver's exception propagates, and later receivers are not called.\n"
-     "Async receivers are run to completion in a fresh event loop; inside a running\n"
-     "loop, use :meth:`asend` instead."},
+     "Synchronous receivers run first, then async ones: outside an event loop they\n"
+     "are run to completion; inside one, use :meth:`asend` instead."},
+    {"send_robust", (PyCFunction)(void (*)(void))SendCore_send_robust,
+     METH_FASTCALL | METH_KEYWORDS,
+     "send_robust($self, sender, **named)\n--\n\n"
+     "Like :meth:`send`, but an ``Exception`` from a receiver becomes its response.\n\n"
+     "Every receiver is called; each failure is logged at ERROR with its traceback\n"
+     "under the ``tocsin.dispatch`` logger."},
     {NULL},
 };
 
@@ -331,9 +431,10 @@ init_statics(PyObject *module)
     str_sender = PyUnicode_InternFromString("sender");
     str_self = PyUnicode_InternFromString("self");
     str_send_slow = PyUnicode_InternFromString("_send_slow");
+    str_log_robust_failure = PyUnicode_InternFromString("_log_robust_failure");
     PyObject *str_robust = PyUnicode_InternFromString("robust");
     if (str_signal == NULL || str_sender == NULL || str_self == NULL || str_send_slow == NULL ||
-        str_robust == NULL) {
+        str_log_robust_failure == NULL || str_robust == NULL) {
         Py_XDECREF(str_robust);
         return -1;
     }

@@ -301,7 +301,12 @@ def capture(signal: Signal, sender: Any = None) -> Iterator[Captured]:
     if not isinstance(signal, Signal):
         raise TypeError(f"capture() takes a tocsin Signal, not {signal!r}.")
     captured = Captured(signal, sender)
-    with signal.connected_to(captured._record, sender, priority=CAPTURE_PRIORITY):
+    # Sends go the Python way while capturing, so that Sent.method can be read off
+    # the frames (the C send has none).
+    with (
+        signal.registry.bypassing_send_cache(),
+        signal.connected_to(captured._record, sender, priority=CAPTURE_PRIORITY),
+    ):
         yield captured
 
 
