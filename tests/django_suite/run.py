@@ -7,7 +7,8 @@ Usage::
 DJANGO_SOURCE is an unpacked Django source distribution (the folder holding
 ``django/`` and ``tests/``); ``make django-suite`` fetches one with pip.  Django is
 imported from it, not from wherever else it may be installed, so the tests run against
-the Django they come from.  With no test labels, the apps in :data:`APPS` run.
+the Django they come from.  With no test labels, the apps in :data:`APPS` run
+(``--start-at=absolute_url_overrides`` runs the whole suite).
 
 Before any Django signal exists, ``django.dispatch.Signal`` and ``receiver`` are
 replaced by tocsin's, so ``ModelSignal``, ``post_save``, ``request_finished``,
@@ -80,7 +81,10 @@ def main(argv: list[str]) -> int:
     install_skips(skips.SKIPS, stock=stock, whole_run=not labels and not narrowed)
     if not any(o == "--parallel" or o.startswith("--parallel=") for o in options):
         options = ["--parallel=1", *options]
-    sys.argv = [str(tests_dir / "runtests.py"), *options, *([] if labels else APPS)]
+    # --start-at and --start-after take no labels: they start the whole suite there.
+    starts = any(o.partition("=")[0] in ("--start-at", "--start-after") for o in options)
+    default_labels = [] if labels or starts else APPS
+    sys.argv = [str(tests_dir / "runtests.py"), *options, *default_labels]
     try:
         runpy.run_path(str(tests_dir / "runtests.py"), run_name="__main__")
     except SystemExit as done:
