@@ -7,8 +7,8 @@ Usage::
 DJANGO_SOURCE is an unpacked Django source distribution (the folder holding
 ``django/`` and ``tests/``); ``make django-suite`` fetches one with pip.  Django is
 imported from it, not from wherever else it may be installed, so the tests run against
-the Django they come from.  With no test labels, the apps in :data:`APPS` run
-(``--start-at=absolute_url_overrides`` runs the whole suite).
+the Django they come from.  With no test labels, the apps in :data:`APPS` run; the
+label ``ALL`` runs Django's whole suite.
 
 Before any Django signal exists, ``django.dispatch.Signal`` and ``receiver`` are
 replaced by tocsin's, so ``ModelSignal``, ``post_save``, ``request_finished``,
@@ -77,13 +77,15 @@ def main(argv: list[str]) -> int:
     else:
         swap_dispatch()
 
+    whole_suite = "ALL" in options
+    options = [o for o in options if o != "ALL"]
     labels, narrowed = read_options(options)
-    install_skips(skips.SKIPS, stock=stock, whole_run=not labels and not narrowed)
+    install_skips(skips.SKIPS, stock=stock, whole_run=not (labels or narrowed))
     if not any(o == "--parallel" or o.startswith("--parallel=") for o in options):
         options = ["--parallel=1", *options]
     # --start-at and --start-after take no labels: they start the whole suite there.
     starts = any(o.partition("=")[0] in ("--start-at", "--start-after") for o in options)
-    default_labels = [] if labels or starts else APPS
+    default_labels = [] if labels or starts or whole_suite else APPS
     sys.argv = [str(tests_dir / "runtests.py"), *options, *default_labels]
     try:
         runpy.run_path(str(tests_dir / "runtests.py"), run_name="__main__")
@@ -233,10 +235,12 @@ def bridge_logs() -> None:
 
 
 def install_skips(entries: Iterable[Any], *, stock: bool, whole_run: bool) -> None:
-    """Skip the listed tests: patch DiscoverRunner.build_suite to mark them after discovery.
+    """Skip the listed tests: the runner's build_suite marks them once it has found them.
 
     A test is marked on its class (the suite's workers are forked from this process, so
-    they see the mark).  An entry may name a test method or a whole class.
+    they see the mark).  An entry may name a test method or a whole class.  Only the
+    first build_suite() is patched: the one runtests.py's runner makes.  Django's own
+    tests of its runner build suites of their own, which are left alone.
     """
     from django.test.runner import DiscoverRunner, iter_test_cases
 
@@ -250,12 +254,12 @@ def install_skips(entries: Iterable[Any], *, stock: bool, whole_run: bool) -> No
     build_suite: Callable[..., Any] = DiscoverRunner.build_suite
 
     def build_suite_with_skips(self: DiscoverRunner, *args: Any, **kwargs: Any) -> Any:
+        DiscoverRunner.build_suite = build_suite  # type: ignore[method-assign]
         suite = build_suite(self, *args, **kwargs)
         used = set()
-        for test in iter_test_cases(suite):
+        for test in iter_test_cases(suite):  # a parallel suite iterates its subsuites
             test_id = test.id()
-            class_id = test_id.rpartition(".")[0]
-            entry = wanted.get(test_id) or wanted.get(class_id)
+            entry = wanted.get(test_id) or wanted.get(test_id.rpartition(".")[0])
             if entry is None:
                 continue
             used.add(entry.test)
@@ -264,10 +268,13 @@ def install_skips(entries: Iterable[Any], *, stock: bool, whole_run: bool) -> No
             method = getattr(cls, name)
             if not getattr(method, "__unittest_skip__", False):
                 setattr(cls, name, unittest.skip(entry.reason)(method))
-        print(f"django-suite: {len(used)} of {len(wanted)} listed skips apply to this run")
         unused = sorted(set(wanted) - used)
+        print(
+            f"django-suite: {len(used)} of {len(wanted)} listed skips apply to this run"
+            + (f" (not: {', '.join(unused)})" if unused else "")
+        )
         if unused and whole_run:
-            raise SystemExit(f"django-suite: skips matching no test: {', '.join(unused)}")
+            raise SystemExit("django-suite: the skip list names tests that are not there")
         return suite
 
     DiscoverRunner.build_suite = build_suite_with_skips  # type: ignore[method-assign]
