@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench docs clean system-deps test-pythons
+.PHONY: demo test lint typecheck pytest bench docs clean system-deps test-pythons \
+	django-suite django-suite-c django-suite-pure django-suite-stock
 
 # setup.py and the C source too: an editable install builds tocsin._speedups in place.
 $(STAMP): pyproject.toml setup.py core/tocsin/_speedups.c
@@ -25,6 +26,8 @@ demo: $(PLUGINS_STAMP)
 	$(BIN)/python demo/app.py
 
 test: lint typecheck pytest
+# Once `make django-suite` passes whole (issue 12), main makes it part of the tests:
+# test: lint typecheck pytest django-suite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,6 +44,47 @@ CORE_TESTS := tests/test_send.py tests/test_registry.py tests/test_signal.py tes
 pytest: $(STAMP)
 	TOCSIN_EXPECT_COMPILED=1 $(BIN)/python -m pytest
 	TOCSIN_PURE_PYTHON=1 $(BIN)/python -m pytest -q $(CORE_TESTS)
+
+# Django's own test suite with Django running on tocsin (tests/django_suite/run.py): the
+# test apps that exercise signals, from Django 5.2's source distribution (fetched once
+# with pip), on SQLite, on the C send and then on the pure one.  DJANGO_SUITE_ARGS are
+# passed on to Django's runtests.py (test labels, -v 2, -k ...); `make -k django-suite`
+# runs the pure send's half even when the C send's fails.
+DJANGO_SUITE_SPEC  ?= django>=5.2,<5.3
+DJANGO_SUITE_DIR   := .cache/django-suite
+DJANGO_SUITE_SRC   := $(DJANGO_SUITE_DIR)/src
+DJANGO_SUITE_FETCH := $(DJANGO_SUITE_DIR)/.fetched
+DJANGO_SUITE_DEPS  := $(VENV)/.django-suite-deps
+DJANGO_SUITE_ARGS  ?=
+
+$(DJANGO_SUITE_FETCH): | $(STAMP)
+	rm -rf $(DJANGO_SUITE_DIR) && mkdir -p $(DJANGO_SUITE_SRC)
+	$(BIN)/python -m pip download --quiet --no-deps --no-binary :all: \
+		'$(DJANGO_SUITE_SPEC)' -d $(DJANGO_SUITE_DIR)
+	tar -xzf $(DJANGO_SUITE_DIR)/django-*.tar.gz -C $(DJANGO_SUITE_SRC) --strip-components=1
+	touch $@
+
+# The same Django installed in .venv as the tests come from (the runner imports the
+# source's own copy; this brings its dependencies at the versions it asks), and what
+# the chosen apps' tests need beyond that: Pillow, for ImageField, which connects
+# post_init (without it those tests skip).
+$(DJANGO_SUITE_DEPS): $(STAMP) $(DJANGO_SUITE_FETCH)
+	$(BIN)/python -m pip install --quiet \
+		"django==$$(sed -n 's/^Version: //p' $(DJANGO_SUITE_SRC)/PKG-INFO)" 'Pillow>=6.2.1'
+	touch $@
+
+django-suite: django-suite-c django-suite-pure
+django-suite-c: $(DJANGO_SUITE_DEPS)
+	TOCSIN_EXPECT_COMPILED=1 $(BIN)/python tests/django_suite/run.py $(DJANGO_SUITE_SRC) \
+		$(DJANGO_SUITE_ARGS)
+django-suite-pure: $(DJANGO_SUITE_DEPS)
+	TOCSIN_PURE_PYTHON=1 $(BIN)/python tests/django_suite/run.py $(DJANGO_SUITE_SRC) \
+		$(DJANGO_SUITE_ARGS)
+
+# The same tests on stock Django (no swap): the baseline, which must pass here.
+django-suite-stock: $(DJANGO_SUITE_DEPS)
+	TOCSIN_DJANGO_SUITE_STOCK=1 $(BIN)/python tests/django_suite/run.py $(DJANGO_SUITE_SRC) \
+		$(DJANGO_SUITE_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -77,4 +121,4 @@ system-deps:
 	else echo "not installing$$missing (needs root and apt-get): those tests will skip"; fi
 
 clean:
-	rm -rf $(VENV) build core/*.egg-info core/tocsin/*.so .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .cache build core/*.egg-info core/tocsin/*.so .pytest_cache .mypy_cache .ruff_cache
