@@ -24,15 +24,15 @@ from tocsin import _hookspecs
 from tocsin._discovery import Discovery, PluginEntry, discover
 from tocsin._errors import PluginLoadError, TocsinPluginWarning
 from tocsin._info import OwnedReceiver, PluginInfo
+from tocsin._registry import owned_by
 from tocsin._settings import PluginSettings, resolve_settings
-from tocsin._signal import declared_receivers, in_class_body
+from tocsin._signal import ReceiverMark, Signal, declared_receivers, in_class_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
     from tocsin._registry import Connection
-    from tocsin._signal import ReceiverMark
 
 __all__ = ["DEFAULT_GROUP", "PluginManager"]
 
@@ -97,6 +97,9 @@ class _Plugin:
         self.error: BaseException | None = None
         self.declared: list[tuple[Callable[..., Any], ReceiverMark]] = []
         self.owned: dict[int, Connection] = {}  # index into declared -> live connection
+        # Connections its tocsin_plugin_enabled hook made: dropped when it is disabled,
+        # made again by the hook when it is enabled again.
+        self.hooked: list[Connection] = []
 
     def info(self) -> PluginInfo:
         receivers = tuple(
@@ -330,8 +333,9 @@ class PluginManager(Mapping[str, PluginInfo]):
         """Import (if needed), register and connect; undo everything on failure."""
         name = plugin.name
         fresh_import = plugin.obj is None
+        made: list[Connection] = []
         if fresh_import:
-            plugin.obj, plugin.declared = self._import(plugin, report)
+            plugin.obj, plugin.declared, made = self._import(plugin, report)
         elif not plugin.declared:
             plugin.declared = _declared_by(plugin.obj, [])
         try:
@@ -342,19 +346,19 @@ class PluginManager(Mapping[str, PluginInfo]):
             self._release(plugin)
             self._pm.set_blocked(name)
             if fresh_import:
-                # ``@receiver`` connected the plugin's functions as its module ran;
-                # the plugin never owned them, so _release() did not disconnect them.
-                for func, mark in plugin.declared:
-                    connection = mark.signal.registry.find(func, mark.sender, mark.dispatch_uid)
-                    if connection is not None:
-                        connection.drop()
+                # What the import connected: the plugin never owned it, so _release()
+                # did not disconnect it.
+                for connection in made:
+                    connection.drop()
                 plugin.obj = None
             raise self._failed(plugin, error, "could not be registered", report, 4) from error
         plugin.error = None
         self._connect(plugin)
+        if made:
+            self._adopt(plugin, made)
         plugin.enabled = True
         try:
-            self._pm.hook.tocsin_plugin_enabled(manager=self, name=name)
+            self._call_enabled_hooks(name)
         except Exception as error:
             # A plugin that cannot set itself up is a failed plugin: undo, isolate.
             self._release(plugin)
@@ -366,22 +370,33 @@ class PluginManager(Mapping[str, PluginInfo]):
 
     def _import(
         self, plugin: _Plugin, report: bool
-    ) -> tuple[object, list[tuple[Callable[..., Any], ReceiverMark]]]:
+    ) -> tuple[object, list[tuple[Callable[..., Any], ReceiverMark]], list[Connection]]:
+        """Import the plugin; return it, what it declares, and the connections its own
+        package made while importing (by ``@receiver`` or by ``connect()``)."""
         entry = plugin.entry
         assert entry is not None
+        package = entry.module.partition(".")[0]
         recorded: list[tuple[Callable[..., Any], list[ReceiverMark]]] = []
         token = declared_receivers.set(recorded)
         try:
-            obj: object = importlib.import_module(entry.module)
-            for part in (entry.attribute or "").split("."):
-                if part:
-                    obj = getattr(obj, part)
-        except (Exception, SystemExit) as error:
-            _undo_failed_import(recorded, entry.module.partition(".")[0])
+            with owned_by(plugin) as ownership:
+                obj: object = importlib.import_module(entry.module)
+                for part in (entry.attribute or "").split("."):
+                    if part:
+                        obj = getattr(obj, part)
+        except BaseException as error:
+            # Undo every connection the failed import made, except those of other
+            # packages that finished importing (their import will not run again).
+            for connection in ownership.connections:
+                if not _survives(connection, package):
+                    connection.drop()
+            if not isinstance(error, (Exception, SystemExit)):
+                raise  # KeyboardInterrupt and the like: rolled back, and on their way
             raise self._failed(plugin, error, "failed to import", report) from error
         finally:
             declared_receivers.reset(token)
-        return obj, _declared_by(obj, recorded)
+        made = [c for c in ownership.connections if _in_package(c.receiver, package)]
+        return obj, _declared_by(obj, recorded), made
 
     def _failed(
         self, plugin: _Plugin, error: BaseException, what: str, report: bool, depth: int = 5
@@ -421,10 +436,50 @@ class PluginManager(Mapping[str, PluginInfo]):
                     mark.dispatch_uid,
                 )
 
+    def _adopt(self, plugin: _Plugin, made: list[Connection]) -> None:
+        """Own the connections the import made with ``connect()`` (those of
+        ``@receiver`` are owned already): declared like marked receivers, so that
+        disable and enable move exactly them, with their options."""
+        owned = {id(c) for c in plugin.owned.values()}
+        for connection in made:
+            receiver = connection.receiver
+            if id(connection) in owned or receiver is None or not connection.alive():
+                continue
+            signal = connection.registry.signal
+            assert isinstance(signal, Signal)
+            mark = ReceiverMark(
+                signal,
+                connection.sender,
+                connection.weak,
+                connection.dispatch_uid,
+                connection.priority,
+            )
+            plugin.owned[len(plugin.declared)] = connection
+            plugin.declared.append((receiver, mark))
+
+    def _call_enabled_hooks(self, name: str) -> None:
+        """Call every plugin's ``tocsin_plugin_enabled(manager, name)``, each as the
+        owner of the connections it makes (dropped when that plugin is disabled)."""
+        caller = self._pm.hook.tocsin_plugin_enabled
+        impls = caller.get_hookimpls()
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            caller(manager=self, name=name)  # wrappers: pluggy's own call, unattributed
+            return
+        arguments = {"manager": self, "name": name}
+        for impl in reversed(impls):  # pluggy's call order: the last registered first
+            owner = self._plugins.get(impl.plugin_name)
+            with owned_by(owner) as ownership:
+                try:
+                    impl.function(**{k: arguments[k] for k in impl.argnames})
+                finally:
+                    if owner is not None:
+                        owner.hooked += ownership.connections
+
     def _release(self, plugin: _Plugin) -> None:
-        for connection in list(plugin.owned.values()):
+        for connection in [*plugin.owned.values(), *plugin.hooked]:
             connection.drop()
         plugin.owned.clear()
+        plugin.hooked.clear()
 
     def _disable(self, plugin: _Plugin) -> None:
         try:
@@ -578,17 +633,15 @@ def _marked_attributes(module: types.ModuleType) -> list[tuple[Any, Any]]:
     return [(value, marks) for _, value, marks in named]
 
 
-def _undo_failed_import(
-    recorded: list[tuple[Callable[..., Any], list[ReceiverMark]]], package: str
-) -> None:
-    """Disconnect what a failed plugin import connected: receivers of the plugin's own
-    package, and of any module the failed import rolled back."""
-    for func, marks in recorded:
-        module = getattr(func, "__module__", None) or ""
-        own = module == package or module.startswith(package + ".")
-        if not own and module in sys.modules:
-            continue  # another package that finished importing: its receivers stay
-        for mark in marks:
-            connection = mark.signal.registry.find(func, mark.sender, mark.dispatch_uid)
-            if connection is not None:
-                connection.drop()
+def _in_package(receiver: object, package: str) -> bool:
+    module = getattr(receiver, "__module__", None) or ""
+    return module == package or module.startswith(package + ".")
+
+
+def _survives(connection: Connection, package: str) -> bool:
+    """Whether a connection a failed plugin import made stays: one of another package
+    that finished importing.  The plugin's own, and those of modules the failed import
+    rolled back, go."""
+    receiver = connection.receiver
+    module = getattr(receiver, "__module__", None) or ""
+    return not _in_package(receiver, package) and module in sys.modules

@@ -25,6 +25,7 @@ The plugin manager and ``tocsin.testing`` use this interface (``find``, ``drop``
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import logging
 import threading
@@ -57,9 +58,11 @@ __all__ = [
     "CACHE_LIMIT",
     "EMPTY_PLAN",
     "Connection",
+    "Ownership",
     "Plan",
     "Registry",
     "Snapshot",
+    "owned_by",
     "validate_options",
     "validate_receiver",
 ]
@@ -70,6 +73,49 @@ logger = logging.getLogger("tocsin.dispatch")
 #: the any-sender receivers, so past this many (say, a fresh object as sender on every
 #: send) they are answered from the slow path instead of growing the cache forever.
 CACHE_LIMIT = 4096
+
+
+@final
+class Ownership:
+    """The connections made inside one :func:`owned_by` block, and who owns them."""
+
+    __slots__ = ("connections", "owner")
+
+    def __init__(self, owner: object) -> None:
+        #: Recorded on every connection made in the block (``Connection.owner``).
+        self.owner = owner
+        #: The new connections made in the block, in order (not those that were
+        #: already connected, which belong to whoever connected them first).
+        self.connections: list[Connection] = []
+
+
+_ownership: contextvars.ContextVar[Ownership | None] = contextvars.ContextVar(
+    "tocsin_ownership", default=None
+)
+#: How many owned_by() blocks are open in the process.  connect() reads the context
+#: variable only while some are: a global read costs a third of ContextVar.get().
+_open_ownerships = 0
+_ownerships_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def owned_by(owner: object) -> Iterator[Ownership]:
+    """Within the block, every new connection, to any signal, made in this context
+    (thread, or task) is *owner*'s: its ``owner`` says so, and the yielded
+    :class:`Ownership` lists it.  The plugin manager imports a plugin inside one, so it
+    knows every connection the import made, by ``@receiver`` or by ``connect()``
+    (issue 13).  Blocks nest; the innermost owns."""
+    global _open_ownerships
+    ownership = Ownership(owner)
+    token = _ownership.set(ownership)
+    with _ownerships_lock:
+        _open_ownerships += 1
+    try:
+        yield ownership
+    finally:
+        with _ownerships_lock:
+            _open_ownerships -= 1
+        _ownership.reset(token)
 
 
 @final
@@ -287,8 +333,10 @@ class Registry:
     ) -> Connection | None:
         """Connect; return the new connection, or None when one already existed.
 
-        Raises ``TypeError``/``ValueError`` for a receiver or option that cannot work,
-        before anything is changed.
+        *owner* is recorded on the connection; without one, the innermost
+        :func:`owned_by` block of this context owns it, if any.  Raises
+        ``TypeError``/``ValueError`` for a receiver or option that cannot work, before
+        anything is changed.
         """
         if dispatch_uid is not None or type(priority) is not int:
             validate_options(self.signal, dispatch_uid, priority)
@@ -335,6 +383,9 @@ class Registry:
         else:
             holder, strong = self._hold_receiver(receiver, weak, lookup_key)
             fast_holder = holder
+        ownership = _ownership.get() if _open_ownerships and owner is None else None
+        if ownership is not None:
+            owner = ownership.owner
         self.lock.acquire()  # not `with`: half the cost, see disconnect()
         try:
             was_active = bool(self.connections)
@@ -379,6 +430,8 @@ class Registry:
                 self.plans.pop(skey, None)
         finally:
             self.lock.release()
+        if ownership is not None:
+            ownership.connections.append(connection)
         if (not was_active or self._emptied) and self._activity_watchers:
             self._notify_activity()
         return connection
