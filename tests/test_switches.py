@@ -1,14 +1,23 @@
-"""One parser for every yes/no environment variable (tocsin._switches)."""
+"""One parser for every yes/no environment variable (tocsin._switches), and each place
+that reads one: the plugin settings (tests/test_settings.py), TOCSIN_NO_CACHE
+(tests/test_discovery.py), and TOCSIN_PURE_PYTHON at install time and at run time
+(here)."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tocsin import PluginConfigError
 from tocsin._switches import FALSE_WORDS, TRUE_WORDS, env_switch, parse_switch
+from tocsin.testing import pip_install
 
 
 def spellings(words: tuple[str, ...]) -> list[str]:
@@ -101,3 +110,71 @@ def test_the_module_imports_only_os_and_tocsin_errors() -> None:
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
     assert imported == {"__future__", "os", "typing", "tocsin._errors"}
+
+
+# -- TOCSIN_PURE_PYTHON ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = "import tocsin._send as s; print(s.COMPILED)"
+
+
+def _source(tmp_path: Path) -> Path:
+    """A copy of this checkout that pip can build (no built extension in it)."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "core", source / "core", ignore=shutil.ignore_patterns("*.so", "__pycache__")
+    )
+    return source
+
+
+def _install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, word: str) -> bool:
+    """Install tocsin with TOCSIN_PURE_PYTHON=*word*; whether the C send was built."""
+    monkeypatch.setenv("TOCSIN_PURE_PYTHON", word)
+    pip_install([_source(tmp_path)], tmp_path / "site", what="tocsin")
+    monkeypatch.delenv("TOCSIN_PURE_PYTHON")
+    return bool(list((tmp_path / "site" / "tocsin").glob("_speedups*")))
+
+
+@pytest.mark.parametrize("word", ["maybe", "enabled", "2"])
+def test_an_unknown_word_at_install_time_fails_the_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, word: str
+) -> None:
+    with pytest.raises(RuntimeError) as raised:
+        _install(tmp_path, monkeypatch, word)
+    output = str(raised.value)
+    assert f"error: installing tocsin: Environment variable TOCSIN_PURE_PYTHON={word!r}" in output
+    assert "true, yes, on (for 1)" in output
+    assert not (tmp_path / "site" / "tocsin").exists()
+
+
+def test_yes_at_install_time_installs_pure_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _install(tmp_path, monkeypatch, " Yes ") is False
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler here")
+def test_false_at_install_time_builds_the_c_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TOCSIN_PURE_PYTHON=false used to mean "pure Python": any non-empty value but 0 did."""
+    assert _install(tmp_path, monkeypatch, "false") is True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs tocsin._send to read TOCSIN_PURE_PYTHON with tocsin._switches.env_switch "
+    "(a one-line change in _send.py, outside this branch); remove this mark with it",
+)
+@pytest.mark.parametrize(("word", "compiled"), [("false", True), ("off", True), ("no", True)])
+def test_the_run_time_switch_reads_the_same_words(word: str, compiled: bool) -> None:
+    if importlib.util.find_spec("tocsin._speedups") is None:
+        pytest.skip("tocsin._speedups is not built here")
+    env = {**os.environ, "TOCSIN_PURE_PYTHON": word}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == str(compiled)
