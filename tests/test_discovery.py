@@ -876,11 +876,11 @@ def test_old_index_files_and_stale_temporary_files_are_cleaned(
     now = time.time()
     recent = []
     for number in range(40):
-        path = cache / f"entry-points-{number:032x}.idx"
+        path = cache / f"entry-points-{number:08x}.idx"
         path.write_bytes(b"x")
         os.utime(path, (now - 100 * (number + 1),) * 2)  # number 0 is the newest
         recent.append(path)
-    ancient = _make(cache, f"entry-points-{'a' * 32}.idx", days=40)
+    ancient = _make(cache, f"entry-points-{'a' * 8}.idx", days=40)
     ancient_old_style = _make(cache, f"entry-points-{'b' * 16}.idx", days=40)
     stale_tmp = _make(cache, ".entry-points-crashed1.tmp", days=2 / 24)
     stale_old_style_tmp = _make(cache, f".tmp-{'c' * 16}", days=2 / 24)
@@ -911,11 +911,11 @@ def test_cleaning_removes_only_the_users_own_regular_files(
     cache.mkdir(mode=0o700)
     outside = tmp_path / "outside.txt"
     outside.write_text("a file a link points to")
-    link = cache / f"entry-points-{'1' * 32}.idx"
+    link = cache / f"entry-points-{'1' * 8}.idx"
     link.symlink_to(outside)
     old = time.time() - 400 * 24 * 3600
     os.utime(link, (old, old), follow_symlinks=False)
-    folder = cache / f"entry-points-{'2' * 32}.idx"
+    folder = cache / f"entry-points-{'2' * 8}.idx"
     folder.mkdir()
     os.utime(folder, (old, old))
     temporary_folder = cache / ".entry-points-folder01.tmp"
@@ -923,7 +923,7 @@ def test_cleaning_removes_only_the_users_own_regular_files(
     os.utime(temporary_folder, (old, old))
     foreign = []
     if os.geteuid() == 0:  # another user's files with names like ours
-        for name in (f"entry-points-{'3' * 32}.idx", ".entry-points-theirs01.tmp"):
+        for name in (f"entry-points-{'3' * 8}.idx", ".entry-points-theirs01.tmp"):
             path = _make(cache, name, days=400)
             os.chown(path, _nobody(), -1)
             foreign.append(path)
