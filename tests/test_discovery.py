@@ -6,10 +6,15 @@ directories on PYTHONPATH and the index in a temporary TOCSIN_CACHE_DIR.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import marshal
 import os
 import random
 import shutil
+import stat
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -28,8 +33,8 @@ from plugin_helpers import (
     write_dist_info,
     write_module,
 )
-from tocsin import _discovery
-from tocsin._discovery import Discovery, PluginEntry, cache_dir, discover
+from tocsin import PluginConfigError, _discovery
+from tocsin._discovery import Discovery, PluginEntry, cache_dir, cache_problems, discover
 
 NOTE = """
 import tt_host
@@ -273,6 +278,26 @@ def test_a_dotted_attribute_entry_point_is_loaded(scenario: Any, tmp_path: Path)
 # -- the on-disk index --------------------------------------------------------------------
 
 
+def settle(*roots: Path) -> None:
+    """Wait until nothing under *roots* changed in the last RACY_SECONDS.
+
+    ``age()`` sets mtimes back, but setting them is itself a change: the ctime (which
+    nobody can set back) is now, and the index does not trust a file changed less
+    than RACY_SECONDS ago, whichever of its times says so.
+    """
+    newest = max(os.lstat(p).st_ctime for root in roots for p in [root, *root.rglob("*")])
+    delay = newest + _discovery.RACY_SECONDS + 0.05 - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def aged(*roots: Path) -> None:
+    """Every metadata file of *roots* old, and settled: the next scan is remembered."""
+    for root in roots:
+        age(root)
+    settle(*roots)
+
+
 def test_the_index_is_written_once_files_are_old_enough_then_used(
     scenario: Any, site: Path
 ) -> None:
@@ -281,7 +306,7 @@ def test_the_index_is_written_once_files_are_old_enough_then_used(
     assert first["names"] == ALL_NAMES
     assert not first["from_cache"]
     assert index_files(scenario.cache) == []  # a racy file: the scan is not remembered
-    age(site)
+    aged(site)
     second = scenario(PROBE, path=[site])
     assert not second["from_cache"]
     assert len(index_files(scenario.cache)) == 1
@@ -289,13 +314,14 @@ def test_the_index_is_written_once_files_are_old_enough_then_used(
     assert third["from_cache"]
     assert third["names"] == ALL_NAMES
     assert third["values"] == second["values"]
-    assert not list(scenario.cache.glob(".tmp-*"))  # written atomically, nothing left
+    assert not list(scenario.cache.glob(".entry-points-*"))  # written atomically
 
 
 def test_rewriting_entry_points_in_place_is_seen_on_the_next_start(
     scenario: Any, site: Path
 ) -> None:
     when = age(site, 7200)
+    settle(site)
     scenario(PROBE, path=[site])
     assert scenario(PROBE, path=[site])["from_cache"]
     target = entry_points_file(site, "tt-alpha")
@@ -312,6 +338,8 @@ def test_rewriting_entry_points_in_place_is_seen_on_the_next_start(
     assert not result["from_cache"]
     assert "alphz" in result["names"]
     assert "alpha" not in result["names"]
+    settle(site)
+    scenario(PROBE, path=[site])
     cached = scenario(PROBE, path=[site])
     assert cached["from_cache"]
     assert cached["names"] == result["names"]
@@ -323,14 +351,46 @@ def test_rewriting_entry_points_in_place_is_seen_on_the_next_start(
     assert not fresh["from_cache"]
 
 
+def test_a_rewrite_that_restores_size_inode_and_mtime_is_seen_by_its_ctime(
+    cache: Path, tmp_path: Path
+) -> None:
+    """``cp -p`` over an existing file: same inode (opened with O_TRUNC), same size,
+    and the mtime of the source, which here is the old mtime of the target."""
+    root = plugin(tmp_path / "p", "tt-some", "1", {"some": "tt_some"})
+    aged(root)
+    assert not discover(GROUP, path=[str(root)]).from_cache
+    assert discover(GROUP, path=[str(root)]).from_cache
+    target = root / "tt_some-1.dist-info" / "entry_points.txt"
+    before = target.stat()
+    source = tmp_path / "entry_points.txt"
+    source.write_bytes(target.read_bytes().replace(b"some = ", b"emos = "))
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    subprocess.run(["cp", "-p", str(source), str(target)], check=True)
+    after = target.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (
+        before.st_ino,
+        before.st_size,
+        before.st_mtime_ns,
+    )
+    assert after.st_ctime_ns != before.st_ctime_ns
+    found = discover(GROUP, path=[str(root)])
+    assert not found.from_cache
+    assert [e.name for e in found.entries] == ["emos"]
+    settle(root)
+    assert [e.name for e in discover(GROUP, path=[str(root)]).entries] == ["emos"]
+    cached = discover(GROUP, path=[str(root)])
+    assert cached.from_cache
+    assert [e.name for e in cached.entries] == ["emos"]
+
+
 def test_distributions_added_or_removed_are_seen_on_the_next_start(
     scenario: Any, site: Path, tmp_path: Path
 ) -> None:
-    age(site)
+    aged(site)
     scenario(PROBE, path=[site])
     assert scenario(PROBE, path=[site])["from_cache"]
     plugin(site, "tt-newcomer", "1", {"newcomer": "tt_newcomer"})
-    age(site)  # even with old timestamps, a new dist-info name changes the fingerprint
+    aged(site)  # even with old timestamps, a new dist-info name changes the fingerprint
     added = scenario(PROBE, path=[site])
     assert "newcomer" in added["names"]
     assert not added["from_cache"]
@@ -342,7 +402,7 @@ def test_distributions_added_or_removed_are_seen_on_the_next_start(
     quiet = site / "tt_quiet-1.dist-info"
     quiet.mkdir()
     (quiet / "METADATA").write_text("Metadata-Version: 2.1\nName: tt-quiet\nVersion: 1\n")
-    age(site)
+    aged(site)
     assert "quiet" not in scenario(PROBE, path=[site])["names"]
     (quiet / "entry_points.txt").write_text(f"[{GROUP}]\nquiet = tt_quiet\n")
     age(site)
@@ -351,8 +411,7 @@ def test_distributions_added_or_removed_are_seen_on_the_next_start(
 
 def test_each_sys_path_has_its_own_index(scenario: Any, site: Path, tmp_path: Path) -> None:
     other = plugin(tmp_path / "other", "tt-other", "1", {"other": "tt_other"})
-    age(site)
-    age(other)
+    aged(site, other)
     assert "other" not in scenario(PROBE, path=[site])["names"]
     assert "other" in scenario(PROBE, path=[site, other])["names"]
     assert len(index_files(scenario.cache)) == 2
@@ -361,16 +420,31 @@ def test_each_sys_path_has_its_own_index(scenario: Any, site: Path, tmp_path: Pa
 
 
 def test_a_corrupt_index_is_rebuilt_on_the_next_start(scenario: Any, site: Path) -> None:
-    age(site)
+    aged(site)
     scenario(PROBE, path=[site])
     [index] = index_files(scenario.cache)
+    good = index.read_bytes()
     index.write_bytes(b"\x00garbage\xff" * 10)
     result = scenario(PROBE, path=[site])
     assert result["names"] == ALL_NAMES
     assert not result["from_cache"]
-    assert any("Ignoring unreadable plugin index" in log[2] for log in result["logs"])
-    assert marshal.loads(index.read_bytes())[0] == _discovery.INDEX_FORMAT
+    assert any(
+        log[0] == "tocsin.plugins" and "Ignoring unreadable plugin index" in log[2]
+        for log in result["logs"]
+    )
+    assert json.loads(index.read_bytes())["format"] == _discovery.INDEX_FORMAT
+    assert index.read_bytes() == good
     assert scenario(PROBE, path=[site])["from_cache"]
+
+
+@pytest.fixture(scope="module")
+def some_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A plugin folder (tt-some) aged and settled once, for the in-process tests that
+    do not change it: each has its own index folder (``cache``)."""
+    root = tmp_path_factory.mktemp("some") / "p"
+    plugin(root, "tt-some", "1", {"some": "tt_some"})
+    aged(root)
+    return root
 
 
 def _valid(cache: Path) -> bytes:
@@ -378,21 +452,60 @@ def _valid(cache: Path) -> bytes:
     return index.read_bytes()
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        lambda good: b"",
-        lambda good: good[: len(good) // 2],
-        lambda good: marshal.dumps((1, b"fingerprint")),
-        lambda good: marshal.dumps([1, 2, 3]),
-        lambda good: marshal.dumps((_discovery.INDEX_FORMAT + 1, *marshal.loads(good)[1:])),
-        lambda good: marshal.dumps((*marshal.loads(good)[:2], [("too", "short")])),
-    ],
-    ids=["empty", "truncated", "two-items", "list", "other-format", "bad-rows"],
-)
-def test_every_kind_of_damaged_index_is_rebuilt(cache: Path, tmp_path: Path, damage: Any) -> None:
-    root = plugin(tmp_path / "p", "tt-some", "1", {"some": "tt_some"})
-    age(root)
+def _edit(good: bytes, change: Any) -> bytes:
+    """The index *good* with *change* applied to its parsed document."""
+    document = json.loads(good)
+    change(document)
+    return json.dumps(document).encode()
+
+
+def _set(key: str, value: Any) -> Any:
+    return lambda d: d.__setitem__(key, value)
+
+
+DAMAGE = {
+    "empty": lambda good: b"",
+    "truncated": lambda good: good[: len(good) // 2],
+    "garbage": lambda good: b"\x00garbage\xff" * 10,
+    "random-bytes": lambda good: random.Random(14).randbytes(5000),
+    "deeply-nested": lambda good: b"[" * 200_000 + b"]" * 200_000,
+    "huge-number": lambda good: b"1" * 100_000,
+    "not-utf8": lambda good: good.replace(b'"format"', b'"f\xffrmat"'),
+    "marshal": lambda good: marshal.dumps((2, ["fingerprint"], [("a", "b", "c", "d", "e")])),
+    "a-list": lambda good: b"[1, 2, 3]",
+    "other-format": lambda good: _edit(good, _set("format", _discovery.INDEX_FORMAT + 1)),
+    "format-as-text": lambda good: _edit(good, _set("format", str(_discovery.INDEX_FORMAT))),
+    "extra-key": lambda good: _edit(good, _set("extra", 1)),
+    "other-group": lambda good: _edit(good, _set("group", "other.group")),
+    "fingerprint-as-text": lambda good: _edit(good, _set("fingerprint", "same")),
+    "entries-not-a-list": lambda good: _edit(good, _set("entries", {"some": "tt_some"})),
+    "short-entry": lambda good: _edit(good, _set("entries", [["some", "tt_some"]])),
+    "entry-of-no-distribution": lambda good: _edit(good, _set("entries", [["some", "m", 7]])),
+    "entry-number-as-bool": lambda good: _edit(good, _set("entries", [["some", "m", False]])),
+    "empty-plugin-name": lambda good: _edit(good, _set("entries", [["", "tt_some", 0]])),
+    "plugin-name-with-equals": lambda good: _edit(good, _set("entries", [["a=b", "m", 0]])),
+    "plugin-name-with-newline": lambda good: _edit(good, _set("entries", [["a\nb", "m", 0]])),
+    "value-not-a-module": lambda good: _edit(good, _set("entries", [["s", "os; import x", 0]])),
+    "value-relative": lambda good: _edit(good, _set("entries", [["s", ".tt_some", 0]])),
+    "value-not-text": lambda good: _edit(good, _set("entries", [["s", ["tt_some"], 0]])),
+    "distribution-elsewhere": lambda good: _edit(
+        good, lambda d: d["distributions"][0].__setitem__(3, "tt_evil-6.6.6.dist-info")
+    ),
+    "distribution-on-no-path-entry": lambda good: _edit(
+        good, lambda d: d["distributions"][0].__setitem__(2, 5)
+    ),
+    "distribution-without-name": lambda good: _edit(
+        good, lambda d: d["distributions"][0].__setitem__(0, "")
+    ),
+    "distribution-version-as-number": lambda good: _edit(
+        good, lambda d: d["distributions"][0].__setitem__(1, 1)
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_every_kind_of_damaged_index_is_rebuilt(some_root: Path, cache: Path, damage: Any) -> None:
+    root = some_root
     assert not discover(GROUP, path=[str(root)]).from_cache
     good = _valid(cache)
     [index] = index_files(cache)
@@ -405,29 +518,30 @@ def test_every_kind_of_damaged_index_is_rebuilt(cache: Path, tmp_path: Path, dam
 
 
 def _poison(cache: Path) -> bytes:
-    """Rewrite the index with a made-up entry, keeping its fingerprint."""
+    """Rename the index's first entry "poison", keeping everything else: an edit as the
+    index's owner would make, which (by design) is trusted."""
     [index] = index_files(cache)
-    fmt, fingerprint, _ = marshal.loads(index.read_bytes())
-    row = ("poison", "tt_poison", "tt-poison", "6.6.6", "/nowhere")
-    index.write_bytes(marshal.dumps((fmt, fingerprint, [row])))
+    index.write_bytes(_edit(index.read_bytes(), lambda d: d["entries"][0].__setitem__(0, "poison")))
     return index.read_bytes()
 
 
 def test_tocsin_no_cache_bypasses_the_index(scenario: Any, site: Path) -> None:
-    age(site)
+    aged(site)
     scenario(PROBE, path=[site])
     poisoned = _poison(scenario.cache)
     # While the fingerprint matches, the index is trusted: that is what it is for...
     trusted = scenario(PROBE, path=[site])
     assert trusted["from_cache"]
-    assert trusted["names"] == ["poison"]
-    assert scenario(PROBE, path=[site], env={"TOCSIN_NO_CACHE": "0"})["names"] == ["poison"]
-    # ...and TOCSIN_NO_CACHE=1 neither reads nor writes it.
+    assert "poison" in trusted["names"]
+    for off in ("0", "false", "No", " off ", ""):
+        assert "poison" in scenario(PROBE, path=[site], env={"TOCSIN_NO_CACHE": off})["names"]
+    # ...and TOCSIN_NO_CACHE=1 (or true, yes, on) neither reads nor writes it.
     [index] = index_files(scenario.cache)
     stamp = index.stat().st_mtime_ns
-    bypassed = scenario(PROBE, path=[site], env={"TOCSIN_NO_CACHE": "1"})
-    assert bypassed["names"] == ALL_NAMES
-    assert not bypassed["from_cache"]
+    for on in ("1", "true", "YES", " on "):
+        bypassed = scenario(PROBE, path=[site], env={"TOCSIN_NO_CACHE": on})
+        assert bypassed["names"] == ALL_NAMES
+        assert not bypassed["from_cache"]
     assert index.read_bytes() == poisoned
     assert index.stat().st_mtime_ns == stamp
     shutil.rmtree(scenario.cache)
@@ -435,11 +549,22 @@ def test_tocsin_no_cache_bypasses_the_index(scenario: Any, site: Path) -> None:
     assert index_files(scenario.cache) == []
 
 
-def test_use_cache_false_bypasses_the_index(cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("word", ["maybe", "2", "disabled", "y", "nope", "true!"])
+def test_tocsin_no_cache_with_an_unknown_word_is_an_error(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, word: str
+) -> None:
+    monkeypatch.setenv("TOCSIN_NO_CACHE", word)
+    with pytest.raises(PluginConfigError, match=f"TOCSIN_NO_CACHE={word!r}") as raised:
+        discover(GROUP, path=[str(tmp_path)])
+    assert "true, yes, on (for 1)" in str(raised.value)
+    with pytest.raises(PluginConfigError, match="TOCSIN_NO_CACHE"):
+        discover(GROUP, path=[str(tmp_path)], use_cache=False)
+
+
+def test_use_cache_false_bypasses_the_index(some_root: Path, cache: Path) -> None:
     from tocsin import PluginManager
 
-    root = plugin(tmp_path / "p", "tt-some", "1", {"some": "tt_some"})
-    age(root)
+    root = some_root
     discover(GROUP, path=[str(root)])
     _poison(cache)
     assert [e.name for e in discover(GROUP, path=[str(root)]).entries] == ["poison"]
@@ -450,39 +575,367 @@ def test_use_cache_false_bypasses_the_index(cache: Path, tmp_path: Path) -> None
     assert not pm.last_discovery.from_cache
 
 
-def test_old_index_files_and_stale_temporary_files_are_cleaned(cache: Path, tmp_path: Path) -> None:
+# -- what the index trusts ---------------------------------------------------------------
+
+
+@pytest.fixture
+def indexed(some_root: Path, cache: Path) -> Path:
+    """A plugin folder whose index has been written (and used once)."""
+    root = some_root
+    assert not discover(GROUP, path=[str(root)]).from_cache
+    assert discover(GROUP, path=[str(root)]).from_cache
+    return root
+
+
+def _the_index(cache: Path) -> Path:
+    [index] = index_files(cache)
+    return index
+
+
+def _discover_in_time(root: Path, seconds: float = 10.0) -> Discovery:
+    """discover(), which must return within *seconds* (a blocked open of a FIFO, or a
+    read of /dev/zero, would not)."""
+    results: list[Discovery] = []
+    thread = threading.Thread(
+        target=lambda: results.append(discover(GROUP, path=[str(root)])), daemon=True
+    )
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"discover() did not return within {seconds} s")
+    return results[0]
+
+
+def _warned(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(
+        r.name == "tocsin.plugins" and r.levelname == "WARNING" and text in r.getMessage()
+        for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize("mask", [0o000, 0o022, 0o077, 0o177])
+def test_the_folders_and_the_index_are_private_whatever_the_umask(
+    some_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mask: int
+) -> None:
+    home = tmp_path / "home"
+    folder = home / ".cache" / "tocsin"
+    monkeypatch.delenv("TOCSIN_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TOCSIN_NO_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    root = some_root
+    previous = os.umask(mask)
+    try:
+        discover(GROUP, path=[str(root)])
+    finally:
+        os.umask(previous)
+    for made in (home, home / ".cache", folder):  # every folder it had to create
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700, made
+    index = _the_index(folder)
+    assert stat.S_IMODE(index.stat().st_mode) == 0o600
+    assert discover(GROUP, path=[str(root)]).from_cache
+
+
+def test_a_fifo_at_the_index_path_does_not_block(
+    cache: Path, indexed: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = _the_index(cache)
+    index.unlink()
+    os.mkfifo(index, 0o600)
+    try:
+        found = _discover_in_time(indexed)
+    finally:
+        if stat.S_ISFIFO(index.lstat().st_mode):  # let a reader stuck in open() go
+            with contextlib.suppress(OSError):
+                os.close(os.open(index, os.O_WRONLY | os.O_NONBLOCK))
+    assert not found.from_cache
+    assert [e.name for e in found.entries] == ["some"]
+    assert _warned(caplog, "not a regular file")
+    assert any("not a regular file" in p for p in found.cache_problems)
+    # The FIFO was replaced by a new index.
+    assert stat.S_ISREG(index.lstat().st_mode)
+    assert discover(GROUP, path=[str(indexed)]).from_cache
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "a-valid-index"])
+def test_a_symbolic_link_at_the_index_path_is_not_followed(
+    cache: Path, indexed: Path, caplog: pytest.LogCaptureFixture, target: str
+) -> None:
+    index = _the_index(cache)
+    if target == "a-valid-index":  # even a link to a good index of the user's own
+        copy = cache / "elsewhere.json"
+        shutil.copy2(index, copy)
+        target = str(copy)
+    index.unlink()
+    index.symlink_to(target)
+    found = _discover_in_time(indexed)
+    assert not found.from_cache
+    assert [e.name for e in found.entries] == ["some"]
+    assert _warned(caplog, "it is a symbolic link")
+    assert stat.S_ISREG(index.lstat().st_mode)  # the link was replaced, its target kept
+    assert os.path.exists(target)
+    assert discover(GROUP, path=[str(indexed)]).from_cache
+
+
+def test_an_oversized_index_is_not_read(
+    cache: Path, indexed: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = _the_index(cache)
+    index.unlink()
+    with index.open("wb") as out:  # sparse: a large file that costs no disk
+        out.truncate(_discovery.MAX_INDEX_BYTES + 1)
+    index.chmod(0o600)
+    started = time.perf_counter()
+    found = _discover_in_time(indexed)
+    assert time.perf_counter() - started < 5
+    assert not found.from_cache
+    assert _warned(caplog, f"larger than {_discovery.MAX_INDEX_BYTES} bytes")
+    assert index.stat().st_size < 10_000  # rebuilt
+    assert discover(GROUP, path=[str(indexed)]).from_cache
+
+
+def _nobody() -> int:
+    import pwd
+
+    return pwd.getpwnam("nobody").pw_uid
+
+
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="giving a file to another user (nobody) needs root",
+)
+
+
+@needs_root
+def test_an_index_written_by_another_user_is_ignored(
+    cache: Path, indexed: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = _the_index(cache)
+    # What another user would write: a well-formed index, fingerprint and all, with a
+    # plugin of their choosing (the standard library's `this`) on a real distribution.
+    forged = _edit(index.read_bytes(), lambda d: d["entries"].append(["zen", "this", 0]))
+    index.write_bytes(forged)
+    os.chown(index, _nobody(), -1)
+    problems = cache_problems(GROUP, path=[str(indexed)])
+    assert len(problems) == 1
+    assert f"owned by uid {_nobody()}, not by you (uid 0)" in problems[0]
+    found = discover(GROUP, path=[str(indexed)])
+    assert not found.from_cache
+    assert [e.name for e in found.entries] == ["some"]
+    assert _warned(caplog, f"owned by uid {_nobody()}")
+    assert found.cache_problems == tuple(problems)
+    # The folder is the user's own: the index there is replaced by a trusted one.
+    assert index.stat().st_uid == 0
+    assert discover(GROUP, path=[str(indexed)]).from_cache
+    assert cache_problems(GROUP, path=[str(indexed)]) == []
+
+
+@needs_root
+def test_an_index_folder_of_another_user_is_neither_read_nor_written(
+    cache: Path, indexed: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = _the_index(cache)
+    index.write_bytes(_edit(index.read_bytes(), lambda d: d["entries"].append(["zen", "this", 0])))
+    os.chown(index, _nobody(), -1)
+    os.chown(cache, _nobody(), -1)
+    forged = index.read_bytes()
+    for _ in range(2):
+        found = discover(GROUP, path=[str(indexed)])
+        assert not found.from_cache
+        assert [e.name for e in found.entries] == ["some"]
+    assert _warned(caplog, f"plugin index folder {cache}: it is owned by uid {_nobody()}")
+    assert index.read_bytes() == forged  # not rewritten...
+    assert index.stat().st_uid == _nobody()
+    assert [p.name for p in cache.iterdir()] == [index.name]  # ...nor cleaned, nor added to
+    [problem] = cache_problems(GROUP, path=[str(indexed)])
+    assert f"folder {cache}" in problem
+
+
+@pytest.mark.parametrize(
+    ("what", "mode", "who"),
+    [
+        ("file", 0o620, "its group"),
+        ("file", 0o602, "others"),
+        ("folder", 0o770, "its group"),
+        ("folder", 0o707, "others"),
+        ("folder", 0o777, "its group and others"),
+    ],
+)
+def test_an_index_or_folder_others_can_write_is_ignored(
+    cache: Path,
+    indexed: Path,
+    caplog: pytest.LogCaptureFixture,
+    what: str,
+    mode: int,
+    who: str,
+) -> None:
+    index = _the_index(cache)
+    _poison(cache)  # so that using it would show
+    target = index if what == "file" else cache
+    target.chmod(mode)
+    before = index.read_bytes()
+    found = discover(GROUP, path=[str(indexed)])
+    assert not found.from_cache
+    assert [e.name for e in found.entries] == ["some"]
+    message = f"plugin index {what} {target}: it is writable by {who} (mode {mode:04o})"
+    assert _warned(caplog, message)
+    assert f"chmod go-w {target}" in found.cache_problems[0]
+    if what == "folder":  # nothing is written into a folder others can write
+        assert index.read_bytes() == before
+        assert cache_problems(GROUP, path=[str(indexed)]) == list(found.cache_problems)
+    else:  # the user's own folder: the file is replaced by a private one
+        assert stat.S_IMODE(index.stat().st_mode) == 0o600
+        assert discover(GROUP, path=[str(indexed)]).from_cache
+
+
+FORGED = {
+    # A distribution no sys.path entry has: a made-up metadata folder.
+    "made-up-distribution": lambda d: (
+        d["distributions"].append(["tt-evil", "6.6.6", 0, "tt_evil-6.6.6.dist-info", "/nowhere"]),
+        d["entries"].append(["zen", "this", len(d["distributions"]) - 1]),
+    ),
+    # A real metadata folder, but under a path entry that does not exist.
+    "distribution-on-another-path-entry": lambda d: (
+        d["distributions"].append([*d["distributions"][0][:2], 9, *d["distributions"][0][3:]]),
+        d["entries"].append(["zen", "this", len(d["distributions"]) - 1]),
+    ),
+    # An entry that points at no distribution of the index.
+    "no-distribution": lambda d: d["entries"].append(["zen", "this", 99]),
+    # A value that is not an entry point (what an import statement would make of it).
+    "value-with-code": lambda d: d["entries"].append(["zen", "os;import this", 0]),
+}
+
+
+@pytest.mark.parametrize("forge", FORGED.values(), ids=FORGED.keys())
+def test_a_forged_index_naming_a_module_no_distribution_declares_is_ignored(
+    scenario: Any, site: Path, forge: Any
+) -> None:
+    aged(site)
+    scenario(PROBE, path=[site])
+    [index] = index_files(scenario.cache)
+    index.write_bytes(_edit(index.read_bytes(), forge))
+    result = scenario(
+        """
+        pm = PluginManager(GROUP, allowed=["zen", "alpha"])
+        out["loaded"] = pm.load()
+        out["from_cache"] = pm.last_discovery.from_cache
+        out["listed"] = list(pm)
+        out["this"] = "this" in sys.modules
+        """,
+        path=[site],
+    )
+    assert result["this"] is False
+    assert result["loaded"] == ["alpha"]
+    assert "zen" not in result["listed"]
+    assert not result["from_cache"]
+    assert any("Ignoring unreadable plugin index" in log[2] for log in result["logs"])
+    assert all(row[0] != "zen" for row in json.loads(index.read_bytes())["entries"])
+
+
+def test_a_distribution_the_fingerprint_does_not_cover_is_never_indexed(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finder that finds distributions somewhere other than sys.path entries (as
+    some import hooks do): no fingerprint would see them change, so no index."""
+    from importlib.metadata import PathDistribution
+
     root = plugin(tmp_path / "p", "tt-some", "1", {"some": "tt_some"})
-    age(root)
-    cache.mkdir()
+    hidden = write_dist_info(tmp_path / "hidden", "tt-hidden", "1", {"hidden": "tt_hidden"})
+    aged(root, tmp_path / "hidden")
+
+    class Finder:
+        @staticmethod
+        def find_spec(*args: Any) -> None:
+            return None
+
+        @staticmethod
+        def find_distributions(context: Any) -> list[PathDistribution]:
+            return [PathDistribution(hidden)] if str(root) in context.path else []
+
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder()])
+    for _ in range(2):
+        found = discover(GROUP, path=[str(root)])
+        assert [e.name for e in found.entries] == ["hidden", "some"]
+        assert not found.from_cache
+    assert index_files(cache) == []
+
+
+def _make(cache: Path, name: str, *, days: float = 0, content: bytes = b"x") -> Path:
+    path = cache / name
+    path.write_bytes(content)
+    when = time.time() - days * 24 * 3600
+    os.utime(path, (when, when))
+    return path
+
+
+def test_old_index_files_and_stale_temporary_files_are_cleaned(
+    some_root: Path, cache: Path
+) -> None:
+    root = some_root
+    cache.mkdir(mode=0o700)
     now = time.time()
     recent = []
     for number in range(40):
-        path = cache / f"entry-points-fake{number:02}.idx"
+        path = cache / f"entry-points-{number:08x}.idx"
         path.write_bytes(b"x")
-        os.utime(path, (now - 100 * (number + 1),) * 2)  # fake00 is the newest
+        os.utime(path, (now - 100 * (number + 1),) * 2)  # number 0 is the newest
         recent.append(path)
-    ancient = cache / "entry-points-ancient.idx"
-    ancient.write_bytes(b"x")
-    os.utime(ancient, (now - 40 * 24 * 3600,) * 2)
-    stale_tmp = cache / ".tmp-crashed"
-    stale_tmp.write_bytes(b"x")
-    os.utime(stale_tmp, (now - 2 * 3600,) * 2)
-    live_tmp = cache / ".tmp-writing"
-    live_tmp.write_bytes(b"x")
-    unrelated = cache / "README"
-    unrelated.write_text("not ours")
+    ancient = _make(cache, f"entry-points-{'a' * 8}.idx", days=40)
+    ancient_old_style = _make(cache, f"entry-points-{'b' * 16}.idx", days=40)
+    stale_tmp = _make(cache, ".entry-points-crashed1.tmp", days=2 / 24)
+    stale_old_style_tmp = _make(cache, f".tmp-{'c' * 16}", days=2 / 24)
+    live_tmp = _make(cache, ".entry-points-writing1.tmp")
+    unrelated = _make(cache, "README", days=400, content=b"not ours")
+    lookalike = _make(cache, "entry-points-notes.idx", days=400)
 
     discover(GROUP, path=[str(root)])
 
     left = index_files(cache)
-    assert len(left) == _discovery.MAX_INDEX_FILES
+    assert len(left) == _discovery.MAX_INDEX_FILES + 1  # and the look-alike
     assert not ancient.exists()
+    assert not ancient_old_style.exists()
     assert not stale_tmp.exists()
+    assert not stale_old_style_tmp.exists()
     assert live_tmp.exists()
     assert unrelated.exists()
+    assert lookalike.exists()
     kept_fakes = [p for p in recent if p.exists()]
     assert kept_fakes == recent[: _discovery.MAX_INDEX_FILES - 1]  # the newest ones
     assert discover(GROUP, path=[str(root)]).from_cache  # ours survived the cleaning
+
+
+def test_cleaning_removes_only_the_users_own_regular_files(
+    some_root: Path, cache: Path, tmp_path: Path
+) -> None:
+    root = some_root
+    cache.mkdir(mode=0o700)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("a file a link points to")
+    link = cache / f"entry-points-{'1' * 8}.idx"
+    link.symlink_to(outside)
+    old = time.time() - 400 * 24 * 3600
+    os.utime(link, (old, old), follow_symlinks=False)
+    folder = cache / f"entry-points-{'2' * 8}.idx"
+    folder.mkdir()
+    os.utime(folder, (old, old))
+    temporary_folder = cache / ".entry-points-folder01.tmp"
+    temporary_folder.mkdir()
+    os.utime(temporary_folder, (old, old))
+    foreign = []
+    if os.geteuid() == 0:  # another user's files with names like ours
+        for name in (f"entry-points-{'3' * 8}.idx", ".entry-points-theirs01.tmp"):
+            path = _make(cache, name, days=400)
+            os.chown(path, _nobody(), -1)
+            foreign.append(path)
+
+    discover(GROUP, path=[str(root)])
+
+    assert link.is_symlink()
+    assert outside.read_text() == "a file a link points to"
+    assert folder.is_dir()
+    assert temporary_folder.is_dir()
+    assert all(path.exists() for path in foreign)
+    assert discover(GROUP, path=[str(root)]).from_cache
 
 
 def test_concurrent_first_starts_agree_and_leave_one_valid_index(
@@ -491,7 +944,7 @@ def test_concurrent_first_starts_agree_and_leave_one_valid_index(
     root = tmp_path / "p"
     for number in range(30):
         plugin(root, f"tt-c{number}", "1", {f"c{number:02}": f"tt_c{number}"})
-    age(root)
+    aged(root)
     results: list[Discovery] = []
     barrier = threading.Barrier(6)
 
@@ -507,13 +960,13 @@ def test_concurrent_first_starts_agree_and_leave_one_valid_index(
     names = [f"c{number:02}" for number in range(30)]
     assert [[e.name for e in r.entries] for r in results] == [names] * 6
     assert len(index_files(cache)) == 1
-    assert not list(cache.glob(".tmp-*"))
+    assert not list(cache.glob(".entry-points-*"))
     assert [e.name for e in discover(GROUP, path=[str(root)]).entries] == names
     assert discover(GROUP, path=[str(root)]).from_cache
 
 
 def test_an_unwritable_cache_directory_only_costs_the_index(scenario: Any, site: Path) -> None:
-    age(site)
+    aged(site)
     blocker = scenario.tmp_path / "not-a-directory"
     blocker.write_text("a file where the cache directory should be")
     env = {"TOCSIN_CACHE_DIR": str(blocker / "cache")}
@@ -522,6 +975,24 @@ def test_an_unwritable_cache_directory_only_costs_the_index(scenario: Any, site:
     assert first["names"] == second["names"] == ALL_NAMES
     assert not second["from_cache"]
     assert any("Cannot write plugin index" in log[2] for log in first["logs"])
+
+
+def test_cache_problems_is_empty_for_a_good_or_missing_index(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = plugin(tmp_path / "p", "tt-some", "1", {"some": "tt_some"})
+    assert cache_problems(GROUP, path=[str(root)]) == []  # not written yet: no folder
+    aged(root)
+    discover(GROUP, path=[str(root)])
+    assert cache_problems(GROUP, path=[str(root)]) == []
+    plugin(root, "tt-more", "1", {"more": "tt_more"})
+    assert cache_problems(GROUP, path=[str(root)]) == []  # out of date is not a problem
+    monkeypatch.setenv("TOCSIN_NO_CACHE", "1")
+    _the_index(cache).chmod(0o666)
+    assert cache_problems(GROUP, path=[str(root)]) == []  # switched off: not used at all
+    monkeypatch.setenv("TOCSIN_NO_CACHE", "maybe")
+    [problem] = cache_problems(GROUP, path=[str(root)])
+    assert "TOCSIN_NO_CACHE='maybe'" in problem
 
 
 def test_a_zip_file_on_sys_path_is_fingerprinted(cache: Path, tmp_path: Path) -> None:
@@ -535,6 +1006,7 @@ def test_a_zip_file_on_sys_path_is_fingerprinted(cache: Path, tmp_path: Path) ->
 
     when = time.time() - 3600
     build("zipped", when)
+    settle(archive.parent)
     assert [e.name for e in discover(GROUP, path=[str(archive)]).entries] == ["zipped"]
     assert discover(GROUP, path=[str(archive)]).from_cache
     build("zipper", when + 60)
@@ -558,9 +1030,55 @@ def test_an_undecodable_distribution_does_not_hide_the_others(
 def test_where_the_index_lives(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TOCSIN_CACHE_DIR", str(tmp_path / "explicit"))
     assert cache_dir() == str(tmp_path / "explicit")
-    monkeypatch.delenv("TOCSIN_CACHE_DIR")
+    monkeypatch.setenv("TOCSIN_CACHE_DIR", "")  # empty: as if unset
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == str(tmp_path / "xdg" / "tocsin")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_dir() == str(tmp_path / "home" / ".cache" / "tocsin")
+
+
+@pytest.mark.parametrize("relative", ["cache", "./cache", "~/cache", "../x"])
+def test_a_relative_tocsin_cache_dir_is_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, relative: str
+) -> None:
+    monkeypatch.delenv("TOCSIN_NO_CACHE", raising=False)
+    monkeypatch.setenv("TOCSIN_CACHE_DIR", relative)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PluginConfigError, match=f"TOCSIN_CACHE_DIR={relative!r} is a relative"):
+        cache_dir()
+    with pytest.raises(PluginConfigError, match="TOCSIN_CACHE_DIR"):
+        discover(GROUP, path=[str(tmp_path)])
+    [problem] = cache_problems(GROUP, path=[str(tmp_path)])
+    assert f"TOCSIN_CACHE_DIR={relative!r} is a relative path" in problem
+    assert list(tmp_path.iterdir()) == []  # nothing made where the process happens to be
+    # Without the index, the setting does not matter.
+    assert discover(GROUP, path=[str(tmp_path)], use_cache=False).entries == ()
+
+
+@pytest.mark.parametrize("relative", ["cache", "./xdg", ".cache"])
+def test_a_relative_xdg_cache_home_is_ignored(
+    some_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, relative: str
+) -> None:
+    """The XDG Base Directory specification: a relative path in these variables is
+    invalid and should be ignored."""
+    monkeypatch.delenv("TOCSIN_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TOCSIN_NO_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", relative)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert cache_dir() == str(tmp_path / "home" / ".cache" / "tocsin")
+    root = some_root
+    discover(GROUP, path=[str(root)])
+    assert list(work.iterdir()) == []
+    assert len(index_files(tmp_path / "home" / ".cache" / "tocsin")) == 1
+
+
+def test_entry_point_values_with_extras_name_their_module_and_object() -> None:
+    """As EntryPoint.load() reads them: extras are not part of the object path."""
+    entry = PluginEntry("x", "pkg.mod:plugin [fast]", "d", "1", "/")
+    assert (entry.module, entry.attribute) == ("pkg.mod", "plugin")
+    entry = PluginEntry("x", "pkg.mod [fast, slow]", "d", "1", "/")
+    assert (entry.module, entry.attribute) == ("pkg.mod", None)

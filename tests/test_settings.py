@@ -123,12 +123,44 @@ def test_a_source_replaces_a_list_it_does_not_add_to_it(tmp_path: Path) -> None:
 def test_name_lists_are_trimmed(tmp_path: Path) -> None:
     path = pyproject(tmp_path, '[tool.tocsin]\nplugins = [" a ", "b"]\n')
     assert resolve_settings(pyproject=path).allowed == {"a", "b"}
-    env = {"TOCSIN_DISABLED_PLUGINS": " x, y,,z ,"}
+    env = {"TOCSIN_DISABLED_PLUGINS": " x, y ,z "}
     assert resolve_settings(pyproject=path, environ=env).disabled == {"x", "y", "z"}
     assert resolve_settings(pyproject=path, disabled=(n for n in [" p "])).disabled == {"p"}
+    for empty in ("", "  "):  # an empty list, which replaces what the table says
+        env = {"TOCSIN_DISABLED_PLUGINS": empty}
+        assert resolve_settings(pyproject=path, environ=env).disabled == frozenset()
 
 
-@pytest.mark.parametrize("raw", ["1", "true", "YES", " on ", "True"])
+@pytest.mark.parametrize("variable", ["TOCSIN_DISABLED_PLUGINS", "TOCSIN_PLUGINS"])
+@pytest.mark.parametrize(
+    ("raw", "position"),
+    [
+        (",,,", "name 1 of 4"),
+        ("a,,b", "name 2 of 3"),
+        ("a,b,", "name 3 of 3"),
+        (",a", "name 1 of 2"),
+        (" , ", "name 1 of 2"),
+        ("a, ,b", "name 2 of 3"),
+    ],
+)
+def test_an_empty_name_in_an_environment_list_is_an_error(
+    tmp_path: Path, variable: str, raw: str, position: str
+) -> None:
+    """``TOCSIN_PLUGINS=",,,"`` used to be an allow-list of nothing: every plugin off."""
+    with pytest.raises(PluginConfigError) as raised:
+        resolve_settings(pyproject=pyproject(tmp_path, ""), environ={variable: raw})
+    message = str(raised.value)
+    assert f"Environment variable {variable}={raw!r} has an empty plugin name ({position})" in (
+        message
+    )
+    assert f"e.g. {variable}=a,b" in message
+
+
+YES = ["1", "true", "yes", "on", "TRUE", "Yes", "ON", " on ", "\ttrue\n", "True"]
+NO = ["0", "false", "no", "off", "", "FALSE", "No", "OFF", " off ", "  ", "\n0\t"]
+
+
+@pytest.mark.parametrize("raw", YES)
 def test_yes_values_of_environment_switches(tmp_path: Path, raw: str) -> None:
     path = pyproject(tmp_path, "")
     env = {"TOCSIN_DISABLE_PLUGIN_AUTOLOAD": raw, "TOCSIN_STRICT_PLUGINS": raw}
@@ -136,7 +168,7 @@ def test_yes_values_of_environment_switches(tmp_path: Path, raw: str) -> None:
     assert (settings.autoload, settings.strict) == (False, True)
 
 
-@pytest.mark.parametrize("raw", ["0", "false", "No", "off", ""])
+@pytest.mark.parametrize("raw", NO)
 def test_no_values_of_environment_switches(tmp_path: Path, raw: str) -> None:
     path = pyproject(tmp_path, "[tool.tocsin]\nautoload = false\nstrict = true\n")
     env = {"TOCSIN_DISABLE_PLUGIN_AUTOLOAD": raw, "TOCSIN_STRICT_PLUGINS": raw}
@@ -145,11 +177,14 @@ def test_no_values_of_environment_switches(tmp_path: Path, raw: str) -> None:
 
 
 @pytest.mark.parametrize("variable", ["TOCSIN_DISABLE_PLUGIN_AUTOLOAD", "TOCSIN_STRICT_PLUGINS"])
+@pytest.mark.parametrize("raw", ["maybe", "2", "y", "enable", "disabled", "none", "-1", "1.0"])
 def test_an_environment_switch_that_is_not_yes_or_no_is_an_error(
-    tmp_path: Path, variable: str
+    tmp_path: Path, variable: str, raw: str
 ) -> None:
-    with pytest.raises(PluginConfigError, match=f"{variable}='maybe'"):
-        resolve_settings(pyproject=pyproject(tmp_path, ""), environ={variable: "maybe"})
+    with pytest.raises(PluginConfigError, match=f"{variable}={raw!r}") as raised:
+        resolve_settings(pyproject=pyproject(tmp_path, ""), environ={variable: raw})
+    assert "true, yes, on (for 1)" in str(raised.value)
+    assert "false, no, off or an empty value (for 0)" in str(raised.value)
 
 
 def test_the_os_environment_is_read_by_default(
@@ -183,15 +218,114 @@ def test_bad_values_in_the_table_name_the_file_and_the_key(
     assert isinstance(raised.value, ValueError)
 
 
-def test_invalid_toml_and_a_non_table_are_errors(tmp_path: Path) -> None:
-    broken = tmp_path / "broken" / "pyproject.toml"
-    broken.parent.mkdir()
-    broken.write_text("[tool.tocsin\nautoload = false\n")
-    with pytest.raises(PluginConfigError, match="is not valid TOML"):
-        resolve_settings(pyproject=broken, environ={})
-    scalar = pyproject(tmp_path / "scalar", '[tool]\ntocsin = "on"\n')
-    with pytest.raises(PluginConfigError, match="must be a table"):
-        resolve_settings(pyproject=scalar, environ={})
+#: Every way a pyproject.toml can be malformed for tocsin: raw text (or bytes), and
+#: what the error says.  Each mentions "tocsin" somewhere, or it would not be parsed.
+MALFORMED: dict[str, tuple[str | bytes, str]] = {
+    "not-toml": ("[tool.tocsin\nautoload = false\n", "is not valid TOML"),
+    "tool-is-a-number": (
+        'tool = 5\n[project]\nname = "tocsin-app"\n',
+        "[tool] in {path} must be a table (as PEP 518 has it), not an integer",
+    ),
+    "tool-is-text": (
+        'tool = "tocsin"\n',
+        "[tool] in {path} must be a table (as PEP 518 has it), not a string",
+    ),
+    "tool-is-an-array-of-tables": (
+        "[[tool]]\ntocsin = 1\n",
+        "[tool] in {path} must be a table (as PEP 518 has it), not an array of tables",
+    ),
+    "tool-is-an-array": ('tool = ["tocsin"]\n', "not an array"),
+    "tocsin-is-a-number": (
+        "[tool]\ntocsin = 3\n",
+        "[tool.tocsin] in {path} must be a table, not an integer",
+    ),
+    "tocsin-is-text": (
+        '[tool]\ntocsin = "on"\n',
+        "[tool.tocsin] in {path} must be a table, not a string",
+    ),
+    "tocsin-is-an-array-of-tables": (
+        "[[tool.tocsin]]\nstrict = true\n",
+        "must be a table, not an array of tables",
+    ),
+    "not-utf8": (
+        b'[tool.tocsin]\ndisabled = ["caf\xe9"]\n',
+        "{path} is not valid TOML: TOML files "
+        "are UTF-8, and byte 30 is not (invalid continuation byte)",
+    ),
+    "utf16": (b"\xff\xfe[\x00t\x00o\x00o\x00l\x00]\x00tocsin", "is not valid TOML"),
+    "disabled-is-a-table": (
+        "[tool.tocsin]\ndisabled = {a = 1}\n",
+        "disabled must be a list of plugin names, not {{'a': 1}}",
+    ),
+    "plugins-is-a-table": (
+        "[tool.tocsin.plugins]\na = true\n",
+        "plugins must be a list of plugin names",
+    ),
+    "disabled-is-text": (
+        '[tool.tocsin]\ndisabled = "alpha"\n',
+        "disabled must be a list of plugin names",
+    ),
+    "a-number-in-a-list": (
+        '[tool.tocsin]\nplugins = ["a", 1]\n',
+        "plugins must list plugin names; 1 is not one",
+    ),
+    "a-list-in-a-list": (
+        '[tool.tocsin]\ndisabled = [["a"]]\n',
+        "disabled must list plugin names; ['a'] is not one",
+    ),
+    "a-boolean-in-a-list": (
+        "[tool.tocsin]\ndisabled = [true]\n",
+        "disabled must list plugin names; True is not one",
+    ),
+    "a-table-in-a-list": (
+        "[tool.tocsin]\ndisabled = [{a = 1}]\n",
+        "disabled must list plugin names",
+    ),
+    "an-empty-name": (
+        '[tool.tocsin]\nplugins = ["a", "  "]\n',
+        "plugins must list plugin names; '  ' is not one",
+    ),
+    "autoload-is-text": (
+        '[tool.tocsin]\nautoload = "false"\n',
+        "autoload must be true or false, not 'false'",
+    ),
+    "strict-is-a-number": ("[tool.tocsin]\nstrict = 0\n", "strict must be true or false, not 0"),
+    "unknown-key": ("[tool.tocsin]\nautolaod = false\n", "unknown keys autolaod"),
+}
+
+
+@pytest.mark.parametrize(("content", "message"), MALFORMED.values(), ids=MALFORMED.keys())
+@pytest.mark.parametrize("how", ["named", "found"])
+def test_every_malformed_pyproject_is_an_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | bytes, message: str, how: str
+) -> None:
+    """Given as PluginManager(pyproject=...), or found in a parent folder of the
+    working directory: never a raw AttributeError or UnicodeDecodeError."""
+    path = tmp_path / "app" / "pyproject.toml"
+    path.parent.mkdir()
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    if how == "named":
+        manager = PluginManager("tocsintest.none", pyproject=str(path))
+    else:
+        (tmp_path / "app" / "src" / "pkg").mkdir(parents=True)
+        monkeypatch.chdir(tmp_path / "app" / "src" / "pkg")
+        manager = PluginManager("tocsintest.none")
+    for attempt in (manager.settings, manager.load):
+        with pytest.raises(PluginConfigError) as raised:
+            attempt()
+        assert str(path) in str(raised.value)
+        assert message.format(path=path) in str(raised.value)
+
+
+def test_a_pyproject_without_tocsin_is_not_parsed(tmp_path: Path) -> None:
+    """Other tools' business, however it is written: not even decoded."""
+    for content in (b"tool = 5\n", b"[[tool]]\nx = 1\n", b"\xff\xfe not toml [[["):
+        path = tmp_path / "pyproject.toml"
+        path.write_bytes(content)
+        settings = resolve_settings(pyproject=path, environ={})
+        assert settings.sources == dict.fromkeys(
+            ["autoload", "disabled", "allowed", "strict"], "default"
+        )
 
 
 def test_a_named_pyproject_that_cannot_be_read_is_an_error(tmp_path: Path) -> None:
@@ -235,14 +369,17 @@ def test_the_nearest_pyproject_from_the_working_directory_up_is_used(
     outer = pyproject(tmp_path / "app", '[tool.tocsin]\ndisabled = ["outer"]\n')
     deep = tmp_path / "app" / "src" / "pkg"
     deep.mkdir(parents=True)
-    assert find_pyproject(deep) == outer
+    assert find_pyproject(deep) == str(outer)
     monkeypatch.chdir(deep)
     settings = resolve_settings(environ={})
     assert settings.disabled == {"outer"}
     assert settings.sources["disabled"] == f"[tool.tocsin] in {outer}"
     # The nearest file wins, with or without a table.
     inner = pyproject(tmp_path / "app" / "src", "")
-    assert find_pyproject(deep) == inner
+    assert find_pyproject(deep) == str(inner)
+    assert find_pyproject() == str(inner)  # what load() uses: from the working directory
+    assert find_pyproject(tmp_path / "app") == str(outer)
+    assert find_pyproject("/") in (None, "/pyproject.toml")
     assert resolve_settings(environ={}).disabled == frozenset()
     assert resolve_settings(environ={}).sources["disabled"] == "default"
 

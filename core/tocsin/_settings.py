@@ -12,32 +12,35 @@ Each setting comes from the first of these sources that sets it:
 
 A source replaces a setting, it does not add to it: ``TOCSIN_DISABLED_PLUGINS=x``
 disables exactly ``x``, whatever ``pyproject.toml`` lists.
+
+A value tocsin cannot use is a :class:`~tocsin.PluginConfigError` saying where it came
+from, never a guess: the yes/no variables take the words of :mod:`tocsin._switches`,
+a name list with an empty name in it (``a,,b``) is refused, and a ``pyproject.toml``
+that cannot be read as a project file — not UTF-8, not TOML, ``tool`` or
+``tool.tocsin`` not a table — is an error naming the file.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tocsin._errors import PluginConfigError
+from tocsin._switches import parse_switch
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from pathlib import Path
     from typing import Any
 
-__all__ = ["PluginSettings", "resolve_settings"]
+__all__ = ["PluginSettings", "find_pyproject", "resolve_settings"]
 
 ENV_AUTOLOAD_OFF = "TOCSIN_DISABLE_PLUGIN_AUTOLOAD"
 ENV_DISABLED = "TOCSIN_DISABLED_PLUGINS"
 ENV_ALLOWED = "TOCSIN_PLUGINS"
 ENV_STRICT = "TOCSIN_STRICT_PLUGINS"
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
 _TABLE_KEYS = {"autoload", "disabled", "plugins", "strict"}
 
 
@@ -101,28 +104,37 @@ def resolve_settings(
             sources[setting] = code
 
     if env.get(ENV_AUTOLOAD_OFF) is not None:
-        values["autoload"] = not _env_bool(env, ENV_AUTOLOAD_OFF)
+        values["autoload"] = not parse_switch(ENV_AUTOLOAD_OFF, env[ENV_AUTOLOAD_OFF])
         sources["autoload"] = f"environment {ENV_AUTOLOAD_OFF}"
     if env.get(ENV_STRICT) is not None:
-        values["strict"] = _env_bool(env, ENV_STRICT)
+        values["strict"] = parse_switch(ENV_STRICT, env[ENV_STRICT])
         sources["strict"] = f"environment {ENV_STRICT}"
     for variable, setting in ((ENV_DISABLED, "disabled"), (ENV_ALLOWED, "allowed")):
         if env.get(variable) is not None:
-            values[setting] = frozenset(n.strip() for n in env[variable].split(",") if n.strip())
+            values[setting] = _env_names(variable, env[variable])
             sources[setting] = f"environment {variable}"
 
     return PluginSettings(sources=sources, **values)
 
 
-def _env_bool(env: Mapping[str, str], variable: str) -> bool:
-    raw = env[variable].strip().lower()
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise PluginConfigError(
-        f"Environment variable {variable}={env[variable]!r} is not a yes/no value; use 1 or 0."
-    )
+def _env_names(variable: str, raw: str) -> frozenset[str]:
+    """A comma-separated list of plugin names; empty (or only spaces) names none.
+
+    An empty name between commas is refused rather than skipped: ``TOCSIN_PLUGINS=",,,"``
+    used to be read as an allow-list naming nothing, which silently disabled every
+    plugin (issue 14).
+    """
+    if not raw.strip():
+        return frozenset()
+    names = [name.strip() for name in raw.split(",")]
+    if "" in names:
+        raise PluginConfigError(
+            f"Environment variable {variable}={raw!r} has an empty plugin name (name "
+            f"{names.index('') + 1} of {len(names)}). Separate the names with single "
+            f"commas and no comma at either end, e.g. {variable}=a,b; set it to an empty "
+            f"value to name no plugin."
+        )
+    return frozenset(names)
 
 
 def _as_bool(value: object, where: str) -> bool:
@@ -132,7 +144,8 @@ def _as_bool(value: object, where: str) -> bool:
 
 
 def _as_names(value: object, where: str) -> frozenset[str]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
+    # A TOML inline table ({a = 1}) is a dict, and iterating it gives its keys: not a list.
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
         raise PluginConfigError(f"{where} must be a list of plugin names, not {value!r}.")
     names = list(value)
     for name in names:
@@ -141,17 +154,14 @@ def _as_names(value: object, where: str) -> frozenset[str]:
     return frozenset(n.strip() for n in names)
 
 
-def find_pyproject(start: Path | None = None) -> Path | None:
-    """The nearest ``pyproject.toml`` from *start* (the working directory) upwards."""
-    from pathlib import Path
+def find_pyproject(start: str | os.PathLike[str] | None = None) -> str | None:
+    """The nearest ``pyproject.toml`` from *start* (default: the working directory)
+    upwards, as an absolute path with symbolic links resolved; None if there is none.
 
-    found = _find_pyproject(os.path.realpath(start if start is not None else os.getcwd()))
-    return None if found is None else Path(found)
-
-
-def _find_pyproject(folder: str) -> str | None:
-    """:func:`find_pyproject` on strings, without pathlib: *folder* is absolute and
-    resolved; the answer is ``str()`` of what find_pyproject returns."""
+    A folder is searched with :mod:`os.path` rather than :mod:`pathlib`, which
+    ``load()`` does not otherwise import when the entry-point index is warm.
+    """
+    folder = os.path.realpath(os.getcwd() if start is None else start)
     while True:
         candidate = os.path.join(folder, "pyproject.toml")
         if os.path.isfile(candidate):
@@ -162,28 +172,21 @@ def _find_pyproject(folder: str) -> str | None:
         folder = parent
 
 
-def _path_text(path: str | os.PathLike[str]) -> str:
-    """``str(pathlib.Path(path))``: the name messages and sources give the file."""
-    if type(path) is str and os.sep == "/" and path and path == os.path.normpath(path):
-        return path  # nothing pathlib would tidy (no "//", "/./", trailing "/")
-    from pathlib import Path
-
-    return str(Path(path))
-
-
 def _pyproject_table(
     pyproject: str | os.PathLike[str] | None,
 ) -> tuple[Mapping[str, Any], str]:
+    """The ``[tool.tocsin]`` table of *pyproject* (or of the nearest pyproject.toml),
+    and the path it was read from."""
     if pyproject is not None:
-        path = _path_text(pyproject)
+        path = os.fspath(pyproject)
     else:
-        found = _find_pyproject(os.path.realpath(os.getcwd()))
+        found = find_pyproject()
         if found is None:
             return {}, ""
         path = found
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as error:
         if pyproject is not None:
             raise PluginConfigError(
@@ -192,8 +195,15 @@ def _pyproject_table(
                 f"use the one found from the working directory."
             ) from error
         return {}, ""
-    if "tocsin" not in text:  # skip parsing the usual pyproject.toml that has no table
+    if b"tocsin" not in data:  # skip parsing the usual pyproject.toml that has no table
         return {}, path
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PluginConfigError(
+            f"{path} is not valid TOML: TOML files are UTF-8, and byte {error.start} is "
+            f"not ({error.reason})."
+        ) from error
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
@@ -202,9 +212,16 @@ def _pyproject_table(
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PluginConfigError(f"{path} is not valid TOML: {error}") from error
-    table = document.get("tool", {}).get("tocsin", {})
+    tool = document.get("tool", {})
+    if not isinstance(tool, dict):
+        raise PluginConfigError(
+            f"[tool] in {path} must be a table (as PEP 518 has it), not {_toml_kind(tool)}."
+        )
+    table = tool.get("tocsin", {})
     if not isinstance(table, dict):
-        raise PluginConfigError(f"[tool.tocsin] in {path} must be a table.")
+        raise PluginConfigError(
+            f"[tool.tocsin] in {path} must be a table, not {_toml_kind(table)}."
+        )
     unknown = sorted(set(table) - _TABLE_KEYS)
     if unknown:
         raise PluginConfigError(
@@ -212,3 +229,12 @@ def _pyproject_table(
             f"known keys: {', '.join(sorted(_TABLE_KEYS))}."
         )
     return table, path
+
+
+def _toml_kind(value: object) -> str:
+    """What a TOML value is, in TOML's words (``[[tool]]`` makes an array of tables)."""
+    if isinstance(value, list):
+        tables = bool(value) and all(isinstance(item, dict) for item in value)
+        return "an array of tables" if tables else "an array"
+    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
