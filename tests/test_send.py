@@ -25,6 +25,7 @@ import pytest
 
 from tocsin import Signal
 from tocsin._send import COMPILED, PureSendCore, SendCore
+from tocsin._switches import env_switch
 from tocsin.testing import pip_install
 
 
@@ -46,7 +47,7 @@ def echo(**kwargs: Any) -> dict[str, Any]:
 
 
 def test_which_send_runs_is_what_the_environment_asks() -> None:
-    pure_asked = os.environ.get("TOCSIN_PURE_PYTHON", "") not in ("", "0")
+    pure_asked = env_switch("TOCSIN_PURE_PYTHON")
     if pure_asked:
         assert not COMPILED
     if os.environ.get("TOCSIN_EXPECT_COMPILED") == "1":  # set by `make test`

@@ -164,11 +164,6 @@ def test_false_at_install_time_builds_the_c_send(
     assert _install(tmp_path, monkeypatch, "false") is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs tocsin._send to read TOCSIN_PURE_PYTHON with tocsin._switches.env_switch "
-    "(a one-line change in _send.py, outside this branch); remove this mark with it",
-)
 @pytest.mark.parametrize(("word", "compiled"), [("false", True), ("off", True), ("no", True)])
 def test_the_run_time_switch_reads_the_same_words(word: str, compiled: bool) -> None:
     if importlib.util.find_spec("tocsin._speedups") is None:

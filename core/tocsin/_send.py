@@ -9,11 +9,11 @@ says ``TOCSIN_PURE_PYTHON=1``; both behave the same, and the test suite runs on 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from tocsin._refs import Holder
+from tocsin._switches import env_switch
 
 __all__ = ["COMPILED", "PureSendCore", "Responses", "SendCore"]
 
@@ -120,7 +120,7 @@ class PureSendCore:
 
 
 SendCore: type[PureSendCore]
-if TYPE_CHECKING or os.environ.get("TOCSIN_PURE_PYTHON", "") not in ("", "0"):
+if TYPE_CHECKING or env_switch("TOCSIN_PURE_PYTHON"):
     SendCore = PureSendCore
 else:
     try:
