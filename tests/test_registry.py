@@ -177,3 +177,35 @@ _keep: list[Any] = []
 
 def _members(bucket: Any) -> set[int]:
     return {id(c) for c in bucket.values()} if isinstance(bucket, dict) else {id(bucket)}
+
+
+def test_reinstate_puts_a_dropped_connection_back_in_its_place() -> None:
+    signal = Signal()
+    first = signal.registry.connect(on_paid, None, True, "paid", 0)
+    signal.connect(other)
+    assert first is not None
+    assert first.drop() is True
+    assert [r for r, _ in signal.send(None)] == [other]
+    assert first.reinstate() is True
+    assert [r for r, _ in signal.send(None)] == [on_paid, other]  # its old place
+    assert first.reinstate() is False  # already connected
+    first.drop()
+    signal.connect(other, dispatch_uid="paid")  # its place (the uid) is taken
+    assert first.reinstate() is False
+
+
+def test_swap_replaces_a_receiver_in_place_with_the_same_options() -> None:
+    signal = Signal()
+
+    def stand_in(sender: Any, **kwargs: Any) -> str:
+        return "stand-in"
+
+    placeholder = signal.registry.connect(stand_in, Shop, False, "uid", 3, owner="acme")
+    signal.connect(other, sender=Shop, priority=3)
+    assert placeholder is not None
+    swapped = signal.registry.swap(placeholder, on_paid, weak=True)
+    assert swapped is not None
+    assert [r for r, _ in signal.send(Shop)] == [on_paid, other]
+    assert (swapped.dispatch_uid, swapped.priority, swapped.owner) == ("uid", 3, "acme")
+    assert (swapped.sender, swapped.weak) == (Shop, True)
+    assert signal.registry.swap(placeholder, other, weak=True) is None  # gone already

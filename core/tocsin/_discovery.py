@@ -99,9 +99,11 @@ ENV_NO_CACHE = "TOCSIN_NO_CACHE"
 ENV_CACHE_DIR = "TOCSIN_CACHE_DIR"
 
 #: Bump when the index file layout changes; older files are then ignored and cleaned.
-INDEX_FORMAT = 3
+INDEX_FORMAT = 4
 #: Index files unused for this long are removed when a new one is written.
 MAX_INDEX_AGE_SECONDS = 30 * 24 * 3600
+#: The group of receivers declared in metadata is the plugin group's name and this.
+RECEIVERS_SUFFIX = ".receivers"
 #: At most this many index files are kept (one per interpreter, sys.path and group).
 MAX_INDEX_FILES = 32
 #: A larger file is not read.  An index takes about 130 bytes per distribution on the
@@ -185,6 +187,9 @@ class Discovery:
     from_cache: bool
     #: Why the index could not be used (or kept) this time, in words; see cache_problems().
     cache_problems: tuple[str, ...] = ()
+    #: The entry points of ``<group>.receivers`` (receivers declared in metadata, see
+    #: tocsin._declared), found by the same scan and kept in the same index.
+    declared: tuple[PluginEntry, ...] = ()
 
 
 # -- discovery ------------------------------------------------------------------------
@@ -241,14 +246,15 @@ def discover(group: str, *, use_cache: bool = True, path: Sequence[str] | None =
     if env_switch(ENV_NO_CACHE):  # read even with use_cache=False: a bad value is an error
         use_cache = False
     if not use_cache or not _SUPPORTED:
-        entries, clashes = _resolve(_scan(group, search_path, None)[0])
-        return Discovery(entries, clashes, False)
+        (found, declared), _ = _scan(group, search_path, None)
+        entries, clashes = _resolve(found)
+        return Discovery(entries, clashes, False, (), tuple(declared))
     folder = _locate()
     key = "\0".join([sys.executable, sys.version, group, *search_path])
     fingerprint = _fingerprint(key, search_path)
     name = _index_name(key)
     problems: list[_Problem] = []
-    raw: list[PluginEntry] | None = None
+    raw: tuple[list[PluginEntry], list[PluginEntry]] | None = None
     if folder is None:
         problems.append(_Problem(logging.INFO, _NO_HOME))
     else:
@@ -267,8 +273,9 @@ def discover(group: str, *, use_cache: bool = True, path: Sequence[str] | None =
                 problems.append(problem)
     for problem in problems:
         logger.log(problem.level, "%s", problem.reason)
-    entries, clashes = _resolve(raw)
-    return Discovery(entries, clashes, from_cache, tuple(p.reason for p in problems))
+    entries, clashes = _resolve(raw[0])
+    reasons = tuple(p.reason for p in problems)
+    return Discovery(entries, clashes, from_cache, reasons, tuple(raw[1]))
 
 
 def cache_problems(group: str, path: Sequence[str] | None = None) -> list[str]:
@@ -322,7 +329,7 @@ def _resolve(
 
 def _scan(
     group: str, search_path: list[str], fingerprint: _Fingerprint | None
-) -> tuple[list[PluginEntry], dict[str, Any] | None]:
+) -> tuple[tuple[list[PluginEntry], list[PluginEntry]], dict[str, Any] | None]:
     """Ask importlib.metadata, in sys.path order; distributions deduplicated by name.
 
     With a *fingerprint*, also return the index document to remember the result by,
@@ -331,20 +338,24 @@ def _scan(
     from importlib.metadata import distributions
 
     found: list[PluginEntry] = []
+    declared: list[PluginEntry] = []
+    receivers = group + RECEIVERS_SUFFIX
     seen: set[str] = set()
     rows: list[list[Any]] | None = [] if fingerprint is not None else None
     entry_rows: list[list[Any]] = []
+    declared_rows: list[list[Any]] = []
     # One path entry at a time (importlib.metadata goes through them in this order
     # too), so that each distribution is known by the entry it was found in.
     for position, entry in enumerate(search_path):
         for dist in distributions(path=[entry]):
-            taken = _take(dist, group, seen)
+            taken = _take(dist, (group, receivers), seen)
             if taken is None:
                 continue
             name, points = taken
             location = _location(dist)
             for point in points:
-                found.append(PluginEntry(point.name, point.value, name, dist.version, location))
+                made = PluginEntry(point.name, point.value, name, dist.version, location)
+                (declared if point.group == receivers else found).append(made)
             if rows is None or fingerprint is None:
                 continue
             folder = getattr(getattr(dist, "_path", None), "name", None)
@@ -358,21 +369,24 @@ def _scan(
                 continue
             number = len(rows)
             rows.append([name, dist.version, position, folder, location])
-            entry_rows += [[point.name, point.value, number] for point in points]
+            for point in points:
+                row = [point.name, point.value, number]
+                (declared_rows if point.group == receivers else entry_rows).append(row)
     if rows is None:
-        return found, None
+        return (found, declared), None
     document = {
         "format": INDEX_FORMAT,
         "group": group,
         "fingerprint": fingerprint.parts if fingerprint is not None else [],
         "distributions": rows,
         "entries": entry_rows,
+        "declared": declared_rows,
     }
-    return found, document
+    return (found, declared), document
 
 
-def _take(dist: Any, group: str, seen: set[str]) -> tuple[str, Any] | None:
-    """The name and the *group* entry points of one importlib.metadata Distribution;
+def _take(dist: Any, groups: tuple[str, ...], seen: set[str]) -> tuple[str, Any] | None:
+    """The name and the entry points in *groups* of one importlib.metadata Distribution;
     None for one already seen (by normalized name), unreadable, or without any."""
     try:
         name = dist.metadata["Name"] or ""
@@ -380,7 +394,7 @@ def _take(dist: Any, group: str, seen: set[str]) -> tuple[str, Any] | None:
         if not normalized or normalized in seen:
             return None
         seen.add(normalized)
-        points = dist.entry_points.select(group=group)
+        points = [point for point in dist.entry_points if point.group in groups]
     except Exception as error:  # one unreadable distribution must not hide the others
         logger.warning(
             "Skipping the distribution at %s: its metadata cannot be read (%s).",
@@ -574,9 +588,10 @@ def _open_folder(folder: str) -> tuple[int, _Problem | None]:
 
 def _read_index(
     folder: str, name: str, group: str, fingerprint: _Fingerprint, *, touch: bool = True
-) -> tuple[list[PluginEntry] | None, _Problem | None]:
-    """The entries the index *name* in *folder* remembers, if it can be trusted and
-    still matches; otherwise None, and why when that is not just "out of date"."""
+) -> tuple[tuple[list[PluginEntry], list[PluginEntry]] | None, _Problem | None]:
+    """The entries (and declared receivers) the index *name* in *folder* remembers,
+    if it can be trusted and still matches; otherwise None, and why when that is not
+    just "out of date"."""
     path = os.path.join(folder, name)
     dir_fd, problem = _open_folder(folder)
     if dir_fd < 0:
@@ -659,7 +674,9 @@ def _too_big(path: str) -> _Problem:
     )
 
 
-def _entries_from(document: Any, group: str, fingerprint: _Fingerprint) -> list[PluginEntry] | None:
+def _entries_from(
+    document: Any, group: str, fingerprint: _Fingerprint
+) -> tuple[list[PluginEntry], list[PluginEntry]] | None:
     """The entries of an index *document*, each checked; None when the document is
     out of date (another format, another fingerprint), :class:`_Invalid` when it is
     not one this module writes."""
@@ -667,16 +684,16 @@ def _entries_from(document: Any, group: str, fingerprint: _Fingerprint) -> list[
         raise _Invalid("not a tocsin plugin index")
     if document["format"] != INDEX_FORMAT:
         return None
-    if set(document) != {"format", "group", "fingerprint", "distributions", "entries"}:
+    keys = {"format", "group", "fingerprint", "distributions", "entries", "declared"}
+    if set(document) != keys:
         raise _Invalid(f"unexpected keys {sorted(document)}")
     if document["fingerprint"] != fingerprint.parts:
         return None
     if document["group"] != group:
         raise _Invalid(f"an index of group {document['group']!r}, not {group!r}")
     distributions = document["distributions"]
-    entries = document["entries"]
-    if type(distributions) is not list or type(entries) is not list:
-        raise _Invalid("distributions and entries must be lists")
+    if type(distributions) is not list:
+        raise _Invalid("distributions must be a list")
     # Run on every warm start for every plugin: the checks are inline, and cost about
     # 0.2 ms for 300 plugins beyond making their PluginEntry (timeit, 0.4 ms in all).
     known: list[tuple[str, str, str]] = []
@@ -690,6 +707,13 @@ def _entries_from(document: Any, group: str, fingerprint: _Fingerprint) -> list[
         if type(position) is not int or type(folder) is not str or not lists(position, folder):
             raise _Invalid(f"distribution {name!r} is not in a folder the fingerprint lists")
         known.append((name, version, location))
+    return _rows(document["entries"], known), _rows(document["declared"], known)
+
+
+def _rows(entries: Any, known: list[tuple[str, str, str]]) -> list[PluginEntry]:
+    """The checked entries of one list of an index document."""
+    if type(entries) is not list:
+        raise _Invalid("entries must be a list")
     found = []
     well_formed = _VALUE.fullmatch
     count = len(known)

@@ -21,6 +21,14 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from tocsin import _hookspecs
+from tocsin._declared import (
+    Declaration,
+    DeclarationError,
+    DeclaredReceiver,
+    parse_declaration,
+    problems,
+    resolve_path,
+)
 from tocsin._discovery import Discovery, PluginEntry, discover
 from tocsin._errors import PluginLoadError, TocsinPluginWarning
 from tocsin._info import OwnedReceiver, PluginInfo
@@ -100,6 +108,15 @@ class _Plugin:
         # Connections its tocsin_plugin_enabled hook made: dropped when it is disabled,
         # made again by the hook when it is enabled again.
         self.hooked: list[Connection] = []
+        # What disable() dropped, by index into declared: enable() puts these very
+        # connections back, in their places in the dispatch order.
+        self.dropped: dict[int, Connection] = {}
+        # Receivers declared in entry-point metadata (tocsin._declared), and the
+        # stand-ins connected for them until the plugin's code is first needed.
+        self.declarations: list[Declaration] = []
+        self.declared_in: PluginEntry | None = None  # the first declaration's entry
+        self.standins: list[Connection] = []
+        self.resolved: dict[Declaration, Callable[..., Any]] = {}
 
     def info(self) -> PluginInfo:
         receivers = tuple(
@@ -113,7 +130,19 @@ class _Plugin:
             )
             for index, (func, mark) in enumerate(self.declared)
         )
-        entry = self.entry
+        receivers += tuple(
+            OwnedReceiver(
+                c.registry.signal,  # type: ignore[arg-type]  # always a Signal here
+                standin,
+                c.sender,
+                c.dispatch_uid,
+                c.priority,
+                c.alive() and c.registry.connections.get(c.lookup_key) is c,
+            )
+            for c in self.standins
+            if (standin := c.receiver) is not None
+        )
+        entry = self.entry or self.declared_in
         return PluginInfo(
             name=self.name,
             distribution=entry.distribution if entry else None,
@@ -209,14 +238,23 @@ class PluginManager(Mapping[str, PluginInfo]):
 
     # -- loading ----------------------------------------------------------------------
 
-    def load(self, strict: bool | None = None) -> list[str]:
+    def load(self, strict: bool | None = None, *, verify: bool = False) -> list[str]:
         """Discover the group's entry points; import and connect every enabled one.
 
-        Returns the names newly enabled.  Plugins load in entry-point name order.  A
-        plugin that fails is isolated: its error is kept on ``PluginInfo.error``,
+        Returns the names newly enabled.  Plugins load in name order.  A plugin that
+        declares its receivers in entry-point metadata (the ``<group>.receivers``
+        group, see :mod:`tocsin._declared`) is not imported: stand-ins are connected
+        in its receivers' places, and its code is imported by the first send that
+        reaches one.  With *verify*, every declared receiver is checked first without
+        running the plugin's code (its module is findable and defines the name), and a
+        plugin with a wrong declaration fails to load.
+
+        A plugin that fails is isolated: its error is kept on ``PluginInfo.error``,
         warned about and logged, and the others load; with ``strict`` (or the strict
         setting) a :class:`PluginLoadError` is raised once all were tried.  Calling
         ``load()`` again only considers plugins not seen before.
+
+        .. versionchanged:: 0.1 receivers declared in entry points; *verify*.
         """
         with self._lock:
             settings = self.settings()
@@ -224,23 +262,36 @@ class PluginManager(Mapping[str, PluginInfo]):
             found = discover(self.group, use_cache=self._use_cache)
             self.last_discovery = found
             self._report_clashes(found)
+            entries = {entry.name: entry for entry in found.entries}
+            declarations, unreadable = _read_declarations(found.declared)
             failures: list[PluginLoadError] = []
             enabled: list[str] = []
-            for entry in found.entries:
-                if entry.name in self._plugins or entry.name in self._forgotten:
+            for name in sorted(entries.keys() | declarations.keys() | unreadable.keys()):
+                if name in self._plugins or name in self._forgotten:
                     continue
-                plugin = _Plugin(entry.name, entry)
-                self._plugins[entry.name] = plugin
-                if not settings.wants(entry.name):
-                    self._pm.set_blocked(entry.name)
-                    logger.debug("Plugin %r is installed but not enabled.", entry.name)
+                plugin = _Plugin(name, entries.get(name))
+                plugin.declarations = [d for d, _ in declarations.get(name, [])]
+                if name in declarations:
+                    plugin.declared_in = declarations[name][0][1]
+                self._plugins[name] = plugin
+                if not settings.wants(name):
+                    self._pm.set_blocked(name)
+                    logger.debug("Plugin %r is installed but not enabled.", name)
                     continue
                 try:
+                    if name in unreadable:
+                        error = DeclarationError("; ".join(unreadable[name]))
+                        raise self._failed(plugin, error, "declares receivers wrongly", True)
+                    if verify and plugin.declarations:
+                        found_problems = [p for d in plugin.declarations for p in problems(d)]
+                        if found_problems:
+                            error = DeclarationError("; ".join(found_problems))
+                            raise self._failed(plugin, error, "failed verification", True)
                     self._enable(plugin)
                 except PluginLoadError as error:
                     failures.append(error)
                 else:
-                    enabled.append(entry.name)
+                    enabled.append(name)
             self._report_unknown_names(settings)
         if strict and failures:
             if len(failures) == 1:
@@ -330,7 +381,20 @@ class PluginManager(Mapping[str, PluginInfo]):
                 self._pm.set_blocked(name)
 
     def _enable(self, plugin: _Plugin, report: bool = True) -> None:
-        """Import (if needed), register and connect; undo everything on failure."""
+        """Import (if needed), register and connect; undo everything on failure.
+
+        A plugin with declared receivers that was never imported gets its stand-ins
+        instead: its import waits for the first send that reaches one."""
+        if plugin.obj is None and plugin.declarations:
+            self._connect_standins(plugin, report)
+            plugin.error = None
+            plugin.enabled = True
+            logger.info(
+                "Enabled plugin %r (%d declared receivers, imported on first use).",
+                plugin.name,
+                len(plugin.standins),
+            )
+            return
         name = plugin.name
         fresh_import = plugin.obj is None
         made: list[Connection] = []
@@ -418,8 +482,12 @@ class PluginManager(Mapping[str, PluginInfo]):
 
     def _connect(self, plugin: _Plugin) -> None:
         """Connect (or claim the import-time connections of) every declared receiver."""
+        dropped, plugin.dropped = plugin.dropped, {}
         for index, (func, mark) in enumerate(plugin.declared):
             connection = mark.signal.registry.find(func, mark.sender, mark.dispatch_uid)
+            previous = dropped.get(index)
+            if connection is None and previous is not None and previous.reinstate():
+                connection = previous  # back in its place in the dispatch order
             if connection is None:
                 connection = mark.signal.registry.connect(
                     func, mark.sender, mark.weak, mark.dispatch_uid, mark.priority, owner=plugin
@@ -435,6 +503,112 @@ class PluginManager(Mapping[str, PluginInfo]):
                     mark.signal,
                     mark.dispatch_uid,
                 )
+
+    def _connect_standins(self, plugin: _Plugin, report: bool) -> None:
+        """Connect a stand-in for each declared receiver (importing the signals and the
+        senders given by path, which are not the plugin's code)."""
+        try:
+            for declaration in plugin.declarations:
+                signal = resolve_path(declaration.signal)
+                if not isinstance(signal, Signal):
+                    raise TypeError(
+                        f"{declaration.signal} is a {type(signal).__name__}, not a tocsin Signal"
+                    )
+                sender = declaration.sender
+                if declaration.sender_is_path:
+                    assert isinstance(sender, str)
+                    sender = resolve_path(sender)
+                standin = DeclaredReceiver(declaration, self._materialize)
+                connection = signal.registry.connect(
+                    standin,
+                    sender,
+                    False,
+                    declaration.dispatch_uid,
+                    declaration.priority,
+                    owner=plugin,
+                )
+                if connection is not None:
+                    plugin.standins.append(connection)
+        except Exception as error:
+            self._release(plugin)
+            self._pm.set_blocked(plugin.name)
+            what = "declares a receiver whose signal or sender cannot be imported"
+            raise self._failed(plugin, error, what, report, 4) from error
+
+    def _materialize(self, standin: DeclaredReceiver) -> Callable[..., Any] | None:
+        """A stand-in was reached by a send: import its plugin (the first time), put
+        the real receivers in the stand-ins' places, and return the one asked for.
+
+        None if the plugin was disabled meanwhile.  If the import fails, the plugin is
+        disabled (its stand-ins go, so it is not tried again), its error is kept and
+        reported, and :class:`PluginLoadError` is raised to the send."""
+        declaration = standin.declaration
+        with self._lock:
+            plugin = self._plugins.get(declaration.plugin)
+            if plugin is None or not plugin.enabled:
+                return None
+            if declaration not in plugin.resolved:
+                self._import_declared(plugin)
+            return plugin.resolved.get(declaration)
+
+    def _import_declared(self, plugin: _Plugin) -> None:
+        package_of = {d.module.partition(".")[0] for d in plugin.declarations}
+        if plugin.entry is not None:
+            package_of.add(plugin.entry.module.partition(".")[0])
+        recorded: list[tuple[Callable[..., Any], list[ReceiverMark]]] = []
+        token = declared_receivers.set(recorded)
+        resolved: dict[Declaration, Callable[..., Any]] = {}
+        try:
+            with owned_by(plugin) as ownership:
+                obj: object = None
+                entry = plugin.entry
+                if entry is not None:
+                    obj = importlib.import_module(entry.module)
+                    if entry.attribute:
+                        obj = resolve_path(f"{entry.module}:{entry.attribute}")
+                for declaration in plugin.declarations:
+                    resolved[declaration] = resolve_path(declaration.receiver)
+                if obj is None:
+                    obj = sys.modules[plugin.declarations[0].module]
+            self._pm.register(obj, name=plugin.name)
+        except BaseException as error:
+            for connection in ownership.connections:
+                if not any(_in_package(connection.receiver, p) for p in package_of):
+                    continue
+                connection.drop()
+            self._release(plugin)
+            plugin.enabled = False
+            self._pm.set_blocked(plugin.name)
+            if not isinstance(error, (Exception, SystemExit)):
+                raise
+            what = "failed to import on its first use (a send reached its receiver)"
+            raise self._failed(plugin, error, what, True, 6) from error
+        finally:
+            declared_receivers.reset(token)
+        plugin.obj = obj
+        plugin.resolved = resolved
+        standins, plugin.standins = plugin.standins, []
+        for connection in standins:
+            standin = connection.receiver
+            if not isinstance(standin, DeclaredReceiver):
+                continue
+            declaration = standin.declaration
+            real = resolved[declaration]
+            new = connection.registry.swap(connection, real, weak=True)
+            signal = connection.registry.signal
+            assert isinstance(signal, Signal)
+            mark = ReceiverMark(
+                signal, connection.sender, True, declaration.dispatch_uid, declaration.priority
+            )
+            if new is not None:
+                plugin.owned[len(plugin.declared)] = new
+            plugin.declared.append((real, mark))
+        made = [
+            c for c in ownership.connections if any(_in_package(c.receiver, p) for p in package_of)
+        ]
+        self._adopt(plugin, made)
+        logger.info("Imported plugin %r on first use.", plugin.name)
+        self._call_enabled_hooks(plugin.name)
 
     def _adopt(self, plugin: _Plugin, made: list[Connection]) -> None:
         """Own the connections the import made with ``connect()`` (those of
@@ -476,10 +650,12 @@ class PluginManager(Mapping[str, PluginInfo]):
                         owner.hooked += ownership.connections
 
     def _release(self, plugin: _Plugin) -> None:
-        for connection in [*plugin.owned.values(), *plugin.hooked]:
+        for connection in [*plugin.owned.values(), *plugin.hooked, *plugin.standins]:
             connection.drop()
+        plugin.dropped = dict(plugin.owned)
         plugin.owned.clear()
         plugin.hooked.clear()
+        plugin.standins.clear()
 
     def _disable(self, plugin: _Plugin) -> None:
         try:
@@ -645,3 +821,20 @@ def _survives(connection: Connection, package: str) -> bool:
     receiver = connection.receiver
     module = getattr(receiver, "__module__", None) or ""
     return not _in_package(receiver, package) and module in sys.modules
+
+
+def _read_declarations(
+    entries: Iterable[PluginEntry],
+) -> tuple[dict[str, list[tuple[Declaration, PluginEntry]]], dict[str, list[str]]]:
+    """The declarations of each plugin, and the unreadable ones (plugin -> messages)."""
+    found: dict[str, list[tuple[Declaration, PluginEntry]]] = {}
+    unreadable: dict[str, list[str]] = {}
+    for entry in entries:
+        try:
+            declaration = parse_declaration(entry.name, entry.value)
+        except DeclarationError as error:
+            name = entry.name.split()[0] if entry.name.split() else entry.name
+            unreadable.setdefault(name, []).append(f"{error} (in {entry.distribution})")
+        else:
+            found.setdefault(declaration.plugin, []).append((declaration, entry))
+    return found, unreadable

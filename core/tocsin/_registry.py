@@ -205,6 +205,11 @@ class Connection:
         """Disconnect exactly this connection; False if it is no longer connected."""
         return self.registry.drop(self)
 
+    def reinstate(self) -> bool:
+        """Connect this (dropped) connection again, in its old place in the dispatch
+        order; False if its receiver or sender is gone, or its place was taken."""
+        return self.registry.reinstate(self)
+
     def __repr__(self) -> str:
         receiver = self.holder()
         who = describe(receiver) if receiver is not None else "<collected receiver>"
@@ -540,6 +545,63 @@ class Registry:
                 return True
         finally:
             if self._emptied:
+                self._notify_activity()
+
+    def swap(
+        self, connection: Connection, receiver: Callable[..., Any], weak: bool
+    ) -> Connection | None:
+        """Put *receiver* in *connection*'s place, in one step under the lock: the same
+        sender, ``dispatch_uid``, priority, owner and place in the dispatch order, so no
+        send sees neither.  None if *connection* is no longer connected; if *receiver*
+        already is (for that sender), *connection* just goes.  Used when a declared
+        receiver's stand-in gives way to the receiver (see tocsin._declared)."""
+        validate_receiver(receiver, self.signal)
+        uid = connection.dispatch_uid
+        identity: Hashable = ("uid", uid) if uid is not None else receiver_identity(receiver)
+        lookup_key = (identity, connection.sender_key)
+        holder, strong = self._hold_receiver(receiver, weak, lookup_key)
+        is_async = is_async_callable(receiver)
+        try:
+            with self.lock:
+                if self.connections.get(connection.lookup_key) is not connection:
+                    return None
+                self._remove_locked(connection)
+                if lookup_key in self.connections:
+                    return None
+                new = _new_connection(Connection)
+                new.lookup_key = lookup_key
+                new.sender_key = connection.sender_key
+                new.holder = new.fast_holder = holder
+                new.strong = strong
+                new.sender_holder = connection.sender_holder
+                new.priority = connection.priority
+                new.order = connection.order  # where the stand-in was
+                new.is_async = is_async
+                new.dispatch_uid = uid
+                new.owner = connection.owner
+                new.registry = self
+                self.connections[lookup_key] = new
+                self._file_locked(new)
+                self._invalidate_locked(new.sender_key)
+                return new
+        finally:
+            if self._emptied:
+                self._notify_activity()
+
+    def reinstate(self, connection: Connection) -> bool:
+        """See :meth:`Connection.reinstate`."""
+        was_active = True
+        try:
+            with self.lock:
+                if connection.lookup_key in self.connections or not connection.alive():
+                    return False
+                was_active = bool(self.connections)
+                self.connections[connection.lookup_key] = connection
+                self._file_locked(connection)
+                self._invalidate_locked(connection.sender_key)
+                return True
+        finally:
+            if (not was_active or self._emptied) and self._activity_watchers:
                 self._notify_activity()
 
     def clear(self) -> None:
