@@ -8,6 +8,7 @@ their receivers connected, one plugin switched off at runtime.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import wsgiref.util
 from collections.abc import Callable, Iterable
@@ -97,6 +98,9 @@ def show_effects(seen_before: int) -> int:
     rows = audit.trail()
     print("    audit-sqlite   trail:", ", ".join(f"{e} {s}" for e, s, _ in rows[seen_before:]))
     print("    legacy-greeter greeted:", ", ".join(greeter.greeted) or "-")
+    if "tocsin_welcome_mail.mail" in sys.modules:
+        mail = sys.modules["tocsin_welcome_mail.mail"]
+        print("    welcome-mail   outbox:", ", ".join(f"{to}: {s}" for to, s in mail.outbox))
     counts = counter.plugin.counts
     total = sum(counts.values())
     print(f"    signal-counter counted {total} signals:", dict(sorted(counts.items())) or "-")
@@ -107,10 +111,14 @@ def part_two() -> None:
     print("== 2. Plugins: found in installed distributions, switched at runtime ==")
     enabled = tocsin.plugins.load()
     print(f"tocsin.plugins.load() enabled: {', '.join(enabled)}")
+    imported = "tocsin_welcome_mail.mail" in sys.modules
+    print(f"welcome-mail declares its receivers in metadata: imported at load()? {imported}")
     web = SignalsMiddleware(hello_app)
 
     print("\nTraffic for 'ann', every plugin enabled:")
     traffic(web, "ann")
+    imported = "tocsin_welcome_mail.mail" in sys.modules
+    print(f"    (welcome-mail imported by the first login it received? {imported})")
     seen = show_effects(0)
 
     tocsin.plugins.disable("signal-counter")
