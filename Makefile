@@ -37,7 +37,7 @@ typecheck: $(STAMP)
 
 # The whole suite on the C send (it must have been built), then the core modules again
 # on the pure-Python one, which is what installs without a C compiler get.
-CORE_TESTS := tests/test_send.py tests/test_registry.py tests/test_signal.py tests/test_signal_async.py \
+CORE_TESTS := tests/test_send.py tests/test_registry.py tests/test_signal_checks.py tests/test_signal.py tests/test_signal_async.py \
 	tests/test_signal_model.py tests/test_signal_threads.py tests/test_django_compat.py \
 	tests/test_testing_capture.py tests/test_error_messages.py
 pytest: $(STAMP)

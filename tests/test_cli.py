@@ -169,8 +169,20 @@ def test_doctor_reports_every_kind_of_problem_and_exits_1(site: Path, tmp_path: 
         @receiver(user_logged_in, dispatch_uid="audit-login")
         def also_audit(sender, **kwargs):
             return None
+    """
+        },
+    )
+    install(
+        site,
+        "colourful",
+        "1.0",
+        {"colourful": "colourful"},
+        {
+            "colourful": """
+        from tocsin import receiver
+        from tocsin.signals import post_save
 
-        @receiver(post_save)
+        @receiver(post_save)  # refused where it is made: post_save never sends colour
         def wants_colour(sender, instance, colour, **kwargs):
             return colour
     """
@@ -182,16 +194,17 @@ def test_doctor_reports_every_kind_of_problem_and_exits_1(site: Path, tmp_path: 
     kinds = sorted(p["problem"] for p in problems)
     assert kinds == [
         "broken-plugin",
+        "broken-plugin",
         "dispatch-uid-conflict",
         "duplicate-name",
-        "receiver-arguments",
     ]
+    broken = {p["plugin"]: p["message"] for p in problems if p["problem"] == "broken-plugin"}
+    assert "no database configured" in broken["broken"]
+    assert "wants_colour requires 'colour', which" in broken["colourful"]
     by_kind = {p["problem"]: p for p in problems}
-    assert "no database configured" in by_kind["broken-plugin"]["message"]
     assert by_kind["duplicate-name"]["distributions"] == ["acme-audit", "acme-audit-fork"]
     assert "'audit-login'" in by_kind["dispatch-uid-conflict"]["message"]
     assert "audit_login (plugin acme-audit)" in by_kind["dispatch-uid-conflict"]["message"]
-    assert by_kind["receiver-arguments"]["parameters"] == ["colour"]
 
     text = run(site, tmp_path, "doctor")
     assert text.returncode == 1

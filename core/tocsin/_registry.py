@@ -49,6 +49,7 @@ from tocsin._refs import (
     is_async_callable,
     is_builtin_method,
     receiver_identity,
+    required_arguments,
     sender_key,
     strong_holder,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "Registry",
     "Snapshot",
     "owned_by",
+    "validate_fit",
     "validate_options",
     "validate_receiver",
 ]
@@ -274,14 +276,18 @@ class Registry:
         "lock",
         "muted",
         "plans",
+        "provides",
         "send_cache",
         "signal",
         "uncached",
     )
 
-    def __init__(self, signal: object) -> None:
+    def __init__(self, signal: object, provides: frozenset[str] | None = None) -> None:
         #: The signal these connections belong to (named in errors, given to watchers).
         self.signal = signal
+        #: The named arguments the signal declares it sends (its ``providing_args``),
+        #: or None when it declares none: then any receiver with ``**kwargs`` fits.
+        self.provides = provides
         #: Guards every table below but the two caches, which are only ever replaced
         #: entry by entry (atomic dict operations) so that sends need no lock.
         self.lock = threading.Lock()
@@ -347,6 +353,8 @@ class Registry:
             validate_options(self.signal, dispatch_uid, priority)
             if not dispatch_uid:  # "" or 0: no uid at all, as Django's `if dispatch_uid:`
                 dispatch_uid = None
+        if self.provides is not None:
+            validate_fit(receiver, self.signal, self.provides)
         # Plain functions, by far the usual receiver, are answered from their code
         # flags; connecting tens of thousands of them must stay cheap.
         if type(receiver) is types.FunctionType:
@@ -895,3 +903,29 @@ def validate_receiver(receiver: Any, signal: object) -> None:
             f"{describe(receiver)} does not; add **kwargs to its parameters to connect "
             f"it to {signal!r}."
         )
+
+
+def validate_fit(
+    receiver: Any, signal: object, provides: frozenset[str], *, unbound_method: bool = False
+) -> None:
+    """Raise a ``TypeError`` when *receiver* requires a named argument that *signal*
+    declares it never sends: it would fail at every send (issue 16).  With
+    *unbound_method*, the first parameter is the instance's, given when it is bound."""
+    required = required_arguments(receiver)
+    if required and unbound_method:
+        required = required[1:]
+    if not required:
+        return
+    missing = [name for name in required if name not in provides and name not in _ALWAYS_SENT]
+    if missing:
+        sent = ", ".join(sorted(provides)) or "no named arguments"
+        names = ", ".join(repr(name) for name in missing)
+        raise TypeError(
+            f"{describe(receiver)} requires {names}, which {signal!r} never sends (it "
+            f"sends signal, sender and {sent}). Give {'it' if len(missing) == 1 else 'them'}"
+            f" a default, or read {'it' if len(missing) == 1 else 'them'} from **kwargs."
+        )
+
+
+#: What every receiver is called with, whatever the signal declares.
+_ALWAYS_SENT = frozenset({"signal", "sender"})
