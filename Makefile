@@ -49,7 +49,7 @@ pytest: $(STAMP)
 # with pip), on SQLite, on the C send and then on the pure one.  DJANGO_SUITE_ARGS are
 # passed on to Django's runtests.py (test labels, -v 2, -k ...); `make -k django-suite`
 # runs the pure send's half even when the C send's fails.
-DJANGO_SUITE_SPEC  ?= django>=5.2,<5.3
+DJANGO_SUITE_SPEC  ?= django==5.2.20
 DJANGO_SUITE_DIR   := .cache/django-suite
 DJANGO_SUITE_SRC   := $(DJANGO_SUITE_DIR)/src
 DJANGO_SUITE_FETCH := $(DJANGO_SUITE_DIR)/.fetched
