@@ -30,7 +30,7 @@ __all__ = [
     "is_builtin_method",
     "receiver_identity",
     "required_arguments",
-    "sender_key",
+    "sender_key_of",
     "strong_holder",
 ]
 
@@ -99,7 +99,7 @@ def strong_holder(obj: Callable[..., Any]) -> Holder:
     return itertools.repeat(obj).__next__
 
 
-def sender_key(sender: Any) -> Hashable:
+def sender_key_of(sender: Any) -> Hashable:
     """Return the key a sender is matched by: exact str by value, exact int by value
     (wrapped, so it cannot collide with an ``id()``), anything else by identity.
     """
