@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench docs clean system-deps test-pythons \
+.PHONY: demo dist test lint typecheck pytest bench docs clean system-deps test-pythons \
 	django-suite django-suite-c django-suite-pure django-suite-stock
 
 # setup.py and the C source too: an editable install builds tocsin._speedups in place.
@@ -38,6 +38,13 @@ $(DEMO_STAMP): $(DEMO_SOURCES)
 
 demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python demo/app.py
+
+# tocsin's source distribution and wheel, in dist/ (built by `build` in an isolated
+# environment, as a release would be), then checked by twine: metadata and README.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 # Django's own test suite, with Django running on tocsin, is part of the tests (issue 12).
 test: lint typecheck pytest django-suite
