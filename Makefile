@@ -28,13 +28,14 @@ DEMO_SOURCES  := pyproject.toml setup.py $(shell find core/tocsin plugins -type 
 	-not -path '*/build/*' -not -path '*.egg-info/*' -not -name '*.pyc' -not -name '*.so')
 
 $(DEMO_STAMP): $(DEMO_SOURCES)
-	[ -x $(DEMO_VENV)/bin/python ] || $(PYTHON) -m venv --without-pip $(DEMO_VENV)
-	pip="$(PYTHON) -m pip --python $(DEMO_VENV)/bin/python"; \
+	@echo "Installing tocsin, pluggy and the example plugins into $(DEMO_VENV)/"
+	@[ -x $(DEMO_VENV)/bin/python ] || $(PYTHON) -m venv --without-pip $(DEMO_VENV)
+	@pip="$(PYTHON) -m pip --python $(DEMO_VENV)/bin/python"; \
 	$$pip --version >/dev/null 2>&1 || { pip="$(DEMO_VENV)/bin/python -m pip"; \
-		$$pip --version >/dev/null 2>&1 || $(DEMO_VENV)/bin/python -m ensurepip --default-pip; }; \
+		$$pip --version >/dev/null 2>&1 || $(DEMO_VENV)/bin/python -m ensurepip --default-pip >/dev/null; }; \
 	$$pip install --quiet 'setuptools>=70.1' && \
 	$$pip install --quiet --no-build-isolation . $(addprefix ./,$(PLUGINS))
-	touch $@
+	@touch $@
 
 demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python demo/app.py
