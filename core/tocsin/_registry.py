@@ -785,6 +785,13 @@ class Registry:
             connections = list(self.connections.values())
         return [c for c in connections if c.alive()]
 
+    def also_provides(self, *names: str) -> None:
+        """Count *names* as sent too, for the connect-time check, beyond the signal's
+        documented ``providing_args``: what some of its senders add (the catalogue's
+        signals get ``response=`` from Flask, ``origin=`` from Django, ...)."""
+        if self.provides is not None:
+            self.provides = self.provides | frozenset(names)
+
     def invalidate_all(self) -> None:
         """Drop every sender's cached receivers (Django's ``sender_receivers_cache.clear()``)."""
         with self.lock:
