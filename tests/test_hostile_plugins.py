@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pytest
 
 from tocsin import PluginLoadError, PluginManager, TocsinPluginWarning
 from tocsin._discovery import discover
+from tocsin._import_times import import_times
 from tocsin.testing import install_plugin_distribution, pip_install
 
 #: The signals the test plugins connect to, in a module of their own distribution.
@@ -525,3 +527,62 @@ def test_a_distribution_without_a_name_is_reported(
     with caplog.at_level(logging.WARNING, logger="tocsin.plugins"):
         assert pm.load() == [good.name]
     assert any(str(folder) in r.getMessage() for r in caplog.records)
+
+
+# -- import times ---------------------------------------------------------------------
+
+HANGS = """
+import os
+import threading
+
+with open({pidfile!r}, "w") as out:
+    out.write(str(os.getpid()))
+print("this goes to stderr, not into the result")
+threading.Event().wait()  # blocks forever
+"""
+
+SLOWISH = """
+import time
+
+print("chatty")
+time.sleep(0.2)
+"""
+
+
+def test_import_times_stops_a_plugin_that_hangs_and_times_the_others(
+    install: Any, tocsin_plugin_manager_factory: Any, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "hanging.pid"
+    hangs = install(HANGS.replace("{pidfile!r}", repr(str(pidfile))), name="hangs")
+    fine = install(SLOWISH, name="fine")
+    broken = install("raise ValueError('no configuration')\n", name="broken")
+    skipped = install(HANGS.replace("{pidfile!r}", repr(str(tmp_path / "x"))), name="skipped")
+    pm: PluginManager = tocsin_plugin_manager_factory(disabled=[skipped.name])
+    started = time.monotonic()
+    times = import_times(timeout=3, manager=pm)
+    elapsed = time.monotonic() - started
+    by_name = {t.plugin: t for t in times}
+    assert [t.plugin for t in times] == sorted([hangs.name, fine.name, broken.name])
+    assert by_name[hangs.name].seconds is None
+    assert by_name[hangs.name].error == "still importing after 3 s (stopped at the limit)"
+    assert by_name[broken.name] == (broken.name, None, "ValueError: no configuration")
+    seconds = by_name[fine.name].seconds
+    assert seconds is not None
+    assert 0.2 <= seconds < 3
+    assert by_name[fine.name].error is None
+    assert elapsed < 60
+    # The hanging interpreter is gone, and nothing was imported here.
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert not (tmp_path / "x").exists()
+    assert not {hangs.module, fine.module, broken.module} & sys.modules.keys()
+
+
+def test_import_times_checks_its_arguments(tocsin_plugin_manager_factory: Any) -> None:
+    pm: PluginManager = tocsin_plugin_manager_factory()
+    with pytest.raises(ValueError, match="positive"):
+        import_times(timeout=0, manager=pm)
+    with pytest.raises(ValueError, match="not the manager's group"):
+        import_times("other.group", manager=pm)
+    assert import_times(manager=pm) == []

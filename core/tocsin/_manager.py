@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from tocsin._registry import Connection
 
-__all__ = ["DEFAULT_GROUP", "PluginManager"]
+__all__ = ["DEFAULT_GROUP", "PluginManager", "plugin_imports"]
 
 logger = logging.getLogger("tocsin.plugins")
 
@@ -778,6 +778,24 @@ class PluginManager(Mapping[str, PluginInfo]):
                     f"{source} names plugin {name!r}, which is not installed in group "
                     f"{self.group!r}. Known plugins: {known}.",
                 )
+
+
+def plugin_imports(manager: PluginManager) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """What importing each plugin ``manager.load()`` would enable now imports, in name
+    order: (plugin, [(module, attribute or None), ...]).  Its entry point's module and
+    object; for a plugin whose receivers are only declared in metadata, the modules
+    that define them.  Nothing is imported (``tocsin._import_times`` does that)."""
+    settings = manager.settings()
+    found = discover(manager.group, use_cache=manager._use_cache)
+    targets: dict[str, list[tuple[str, str | None]]] = {}
+    for entry in found.entries:
+        targets[entry.name] = [(entry.module, entry.attribute)]
+    declarations, _ = _read_declarations(found.declared)
+    for name, declared in declarations.items():
+        if name not in targets:
+            modules = dict.fromkeys(declaration.module for declaration, _ in declared)
+            targets[name] = [(module, None) for module in modules]
+    return [(name, targets[name]) for name in sorted(targets) if settings.wants(name)]
 
 
 def _names_argument(names: Iterable[str] | None) -> Any:
