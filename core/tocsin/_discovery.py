@@ -349,6 +349,11 @@ def _scan(
     for position, entry in enumerate(search_path):
         for dist in distributions(path=[entry]):
             taken = _take(dist, (group, receivers), seen)
+            if taken is _NAMELESS:
+                # Warned about; not remembered, so that every load() warns until the
+                # install is repaired (an index would skip it silently).
+                rows = None
+                continue
             if taken is None:
                 continue
             name, points = taken
@@ -385,13 +390,20 @@ def _scan(
     return (found, declared), document
 
 
+#: What _take() answers for a distribution without a name that declares entry points.
+_NAMELESS: Any = ("", ())
+
+
 def _take(dist: Any, groups: tuple[str, ...], seen: set[str]) -> tuple[str, Any] | None:
     """The name and the entry points in *groups* of one importlib.metadata Distribution;
-    None for one already seen (by normalized name), unreadable, or without any."""
+    None for one already seen (by normalized name), unreadable, or without any;
+    :data:`_NAMELESS` (warned about) for one without a name that declares some."""
     try:
         name = dist.metadata["Name"] or ""
         normalized = _normalize(name)
-        if not normalized or normalized in seen:
+        if not normalized:
+            return _NAMELESS if _report_nameless(dist, groups) else None
+        if normalized in seen:
             return None
         seen.add(normalized)
         points = [point for point in dist.entry_points if point.group in groups]
@@ -405,6 +417,23 @@ def _take(dist: Any, groups: tuple[str, ...], seen: set[str]) -> tuple[str, Any]
     if not points:
         return None
     return name, points
+
+
+def _report_nameless(dist: Any, groups: tuple[str, ...]) -> bool:
+    """A distribution whose METADATA has no ``Name`` (a broken or half-written install)
+    is skipped; when it declares entry points of these groups, a warning says so,
+    naming its folder (and True is returned)."""
+    points = sorted(f"{p.name} = {p.value}" for p in dist.entry_points if p.group in groups)
+    if points:
+        logger.warning(
+            "Skipping the distribution at %s: its METADATA has no Name, so its entry "
+            "points in %s (%s) are not loaded. Reinstall it (pip install --force-reinstall) "
+            "or remove that folder.",
+            _location(dist),
+            " and ".join(repr(g) for g in groups),
+            "; ".join(points),
+        )
+    return bool(points)
 
 
 def _location(dist: Any) -> str:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from tocsin._registry import Connection
 
-__all__ = ["DEFAULT_GROUP", "PluginManager"]
+__all__ = ["DEFAULT_GROUP", "PluginManager", "plugin_imports"]
 
 logger = logging.getLogger("tocsin.plugins")
 
@@ -319,7 +319,11 @@ class PluginManager(Mapping[str, PluginInfo]):
                 f"{plugin!r}; to load an installed plugin by name use enable()."
             )
         if name is None:
-            name = getattr(plugin, "__name__", None) or type(plugin).__qualname__
+            try:
+                name = getattr(plugin, "__name__", None)
+            except Exception:  # an object that cannot be asked: named by its type
+                name = None
+            name = name or type(plugin).__qualname__
         if not isinstance(name, str) or not name:
             raise TypeError(f"A plugin name must be a non-empty str, not {name!r}.")
         with self._lock:
@@ -333,7 +337,7 @@ class PluginManager(Mapping[str, PluginInfo]):
             self._forgotten.discard(name)
             try:
                 self._enable(record, report=False)
-            except PluginLoadError:
+            except BaseException:  # rolled back by _enable; forgotten here
                 del self._plugins[name]
                 raise
         return name
@@ -381,10 +385,19 @@ class PluginManager(Mapping[str, PluginInfo]):
                 self._pm.set_blocked(name)
 
     def _enable(self, plugin: _Plugin, report: bool = True) -> None:
-        """Import (if needed), register and connect; undo everything on failure.
+        """Import (if needed), inspect, register and connect; undo everything on failure.
 
         A plugin with declared receivers that was never imported gets its stand-ins
-        instead: its import waits for the first send that reaches one."""
+        instead: its import waits for the first send that reaches one.
+
+        Whatever is raised on the way is the plugin's: importing it, reading its
+        attributes for receivers (a ``LocalProxy``, a module ``__dir__`` or a property
+        that raises), registering it with pluggy, connecting, or a
+        ``tocsin_plugin_enabled`` hook.  Everything it made is dropped again, it is
+        blocked in pluggy, disabled, its error is kept on ``PluginInfo.error`` and
+        :class:`PluginLoadError` is raised.  A BaseException that is not an Exception
+        (``KeyboardInterrupt``; ``SystemExit`` counts as the plugin's failure) gets the
+        same rollback and is then re-raised as it is."""
         if plugin.obj is None and plugin.declarations:
             self._connect_standins(plugin, report)
             plugin.error = None
@@ -397,70 +410,114 @@ class PluginManager(Mapping[str, PluginInfo]):
             return
         name = plugin.name
         fresh_import = plugin.obj is None
-        made: list[Connection] = []
-        if fresh_import:
-            plugin.obj, plugin.declared, made = self._import(plugin, report)
-        elif not plugin.declared:
-            plugin.declared = _declared_by(plugin.obj, [])
+        inspecting = fresh_import or not plugin.declared
+        # Every connection made while importing and inspecting, by anyone: the rollback
+        # drops those that are the plugin's, or of modules whose import did not finish.
+        made_meanwhile: list[Connection] = []
+        package = _package_of(plugin)
+        # A module this import brings in, forgotten again if the plugin fails before
+        # pluggy has it, so that a later enable() runs its import (its connect() calls)
+        # again.  One that was imported already (by another plugin) is left alone.
+        module = plugin.entry.module if fresh_import and plugin.entry is not None else None
+        if module is not None and module in sys.modules:
+            module = None
+        registered = False
+        what = "failed to import"
         try:
+            recorded: list[tuple[Callable[..., Any], list[ReceiverMark]]] = []
+            token = declared_receivers.set(recorded)
+            try:
+                with owned_by(plugin) as ownership:
+                    made_meanwhile = ownership.connections
+                    if fresh_import:
+                        plugin.obj = self._import(plugin)
+                    what = "could not be registered"
+                    self._refuse_shared_object(plugin)
+                    if inspecting:
+                        what = "could not be inspected (reading its attributes raised)"
+                        plugin.declared = _declared_by(plugin.obj, recorded)
+            finally:
+                declared_receivers.reset(token)
+            what = "could not be registered"
             if self._pm.is_blocked(name):
                 self._pm.unblock(name)
             self._pm.register(plugin.obj, name=name)
-        except Exception as error:
-            self._release(plugin)
-            self._pm.set_blocked(name)
+            registered = True
+            what = "could not be connected"
+            plugin.error = None
+            self._connect(plugin)
             if fresh_import:
-                # What the import connected: the plugin never owned it, so _release()
-                # did not disconnect it.
-                for connection in made:
-                    connection.drop()
-                plugin.obj = None
-            raise self._failed(plugin, error, "could not be registered", report, 4) from error
-        plugin.error = None
-        self._connect(plugin)
-        if made:
-            self._adopt(plugin, made)
-        plugin.enabled = True
-        try:
-            self._call_enabled_hooks(name)
-        except Exception as error:
-            # A plugin that cannot set itself up is a failed plugin: undo, isolate.
-            self._release(plugin)
-            plugin.enabled = False
-            self._pm.set_blocked(name)
+                # What its own package connected while importing (@receiver marks are
+                # claimed by _connect already; plain connect() calls are adopted here).
+                self._adopt(plugin, [c for c in made_meanwhile if _in_package(c.receiver, package)])
+            plugin.enabled = True
             what = "could not be enabled (a tocsin_plugin_enabled hook raised)"
+            self._call_enabled_hooks(name)
+        except BaseException as error:
+            forget = not registered
+            if forget and module is not None:
+                sys.modules.pop(module, None)
+            self._roll_back(
+                plugin, made_meanwhile, package, fresh_import and forget, inspecting and forget
+            )
+            if not isinstance(error, (Exception, SystemExit)):
+                plugin.error = error
+                raise  # KeyboardInterrupt and the like: rolled back, and on their way
             raise self._failed(plugin, error, what, report, 4) from error
         logger.info("Enabled plugin %r (%d receivers).", name, len(plugin.owned))
 
-    def _import(
-        self, plugin: _Plugin, report: bool
-    ) -> tuple[object, list[tuple[Callable[..., Any], ReceiverMark]], list[Connection]]:
-        """Import the plugin; return it, what it declares, and the connections its own
-        package made while importing (by ``@receiver`` or by ``connect()``)."""
+    def _import(self, plugin: _Plugin) -> object:
+        """Import the plugin's entry point as ``EntryPoint.load()`` does (extras, as in
+        ``mod:obj [fast]``, are not the import's business)."""
         entry = plugin.entry
         assert entry is not None
-        package = entry.module.partition(".")[0]
-        recorded: list[tuple[Callable[..., Any], list[ReceiverMark]]] = []
-        token = declared_receivers.set(recorded)
-        try:
-            with owned_by(plugin) as ownership:
-                obj: object = importlib.import_module(entry.module)
-                for part in (entry.attribute or "").split("."):
-                    if part:
-                        obj = getattr(obj, part)
-        except BaseException as error:
-            # Undo every connection the failed import made, except those of other
-            # packages that finished importing (their import will not run again).
-            for connection in ownership.connections:
-                if not _survives(connection, package):
-                    connection.drop()
-            if not isinstance(error, (Exception, SystemExit)):
-                raise  # KeyboardInterrupt and the like: rolled back, and on their way
-            raise self._failed(plugin, error, "failed to import", report) from error
-        finally:
-            declared_receivers.reset(token)
-        made = [c for c in ownership.connections if _in_package(c.receiver, package)]
-        return obj, _declared_by(obj, recorded), made
+        obj: object = importlib.import_module(entry.module)
+        for part in (entry.attribute or "").split("."):
+            if part:
+                obj = getattr(obj, part)
+        return obj
+
+    def _refuse_shared_object(self, plugin: _Plugin) -> None:
+        """One object is one plugin: pluggy registers an object once, and two plugins
+        owning the same receivers could not be disabled one without the other.  A
+        second name for an object another plugin holds (two entry points naming one
+        module) is refused, and the first is left as it is."""
+        obj = plugin.obj
+        for other in self._plugins.values():
+            if other is not plugin and other.obj is obj:
+                where = f" (entry point {other.entry.value!r})" if other.entry else ""
+                raise ValueError(
+                    f"{_describe(obj)} is plugin {other.name!r}{where} already; one object "
+                    f"is one plugin. Remove one of the two entry points, or point this "
+                    f"one at another object"
+                )
+
+    def _roll_back(
+        self,
+        plugin: _Plugin,
+        made_meanwhile: list[Connection],
+        package: str,
+        fresh_import: bool,
+        inspected: bool,
+    ) -> None:
+        """Undo a failed enable: the plugin's connections (owned, hooked, made while it
+        imported) and its pluggy registration.  An object that never got as far as
+        pluggy is forgotten (*fresh_import*: the object; *inspected*: what it
+        declares); one that did is kept, so that enable() puts back exactly what its
+        import made."""
+        self._release(plugin)
+        # Those of other packages that finished importing stay: their import will not
+        # run again to make them.
+        for connection in made_meanwhile:
+            if not _survives(connection, package):
+                connection.drop()
+        plugin.enabled = False
+        self._pm.set_blocked(plugin.name)  # unregisters it from pluggy, if it was
+        if fresh_import:
+            plugin.obj = None
+        if inspected:
+            plugin.declared = []
+            plugin.dropped = {}
 
     def _failed(
         self, plugin: _Plugin, error: BaseException, what: str, report: bool, depth: int = 5
@@ -485,6 +542,10 @@ class PluginManager(Mapping[str, PluginInfo]):
         dropped, plugin.dropped = plugin.dropped, {}
         for index, (func, mark) in enumerate(plugin.declared):
             connection = mark.signal.registry.find(func, mark.sender, mark.dispatch_uid)
+            if connection is not None and _other_plugin(connection.owner, plugin):
+                # Another plugin's (a receiver its module imported from this one's): it
+                # stays that plugin's, to drop and restore, never this one's.
+                continue
             previous = dropped.get(index)
             if connection is None and previous is not None and previous.reinstate():
                 connection = previous  # back in its place in the dispatch order
@@ -529,9 +590,12 @@ class PluginManager(Mapping[str, PluginInfo]):
                 )
                 if connection is not None:
                     plugin.standins.append(connection)
-        except Exception as error:
+        except BaseException as error:
             self._release(plugin)
             self._pm.set_blocked(plugin.name)
+            if not isinstance(error, (Exception, SystemExit)):
+                plugin.error = error
+                raise
             what = "declares a receiver whose signal or sender cannot be imported"
             raise self._failed(plugin, error, what, report, 4) from error
 
@@ -608,7 +672,17 @@ class PluginManager(Mapping[str, PluginInfo]):
         ]
         self._adopt(plugin, made)
         logger.info("Imported plugin %r on first use.", plugin.name)
-        self._call_enabled_hooks(plugin.name)
+        try:
+            self._call_enabled_hooks(plugin.name)
+        except BaseException as error:
+            self._release(plugin)
+            plugin.enabled = False
+            self._pm.set_blocked(plugin.name)
+            if not isinstance(error, (Exception, SystemExit)):
+                plugin.error = error
+                raise
+            what = "could not be enabled on its first use (a tocsin_plugin_enabled hook raised)"
+            raise self._failed(plugin, error, what, True, 6) from error
 
     def _adopt(self, plugin: _Plugin, made: list[Connection]) -> None:
         """Own the connections the import made with ``connect()`` (those of
@@ -704,6 +778,24 @@ class PluginManager(Mapping[str, PluginInfo]):
                     f"{source} names plugin {name!r}, which is not installed in group "
                     f"{self.group!r}. Known plugins: {known}.",
                 )
+
+
+def plugin_imports(manager: PluginManager) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """What importing each plugin ``manager.load()`` would enable now imports, in name
+    order: (plugin, [(module, attribute or None), ...]).  Its entry point's module and
+    object; for a plugin whose receivers are only declared in metadata, the modules
+    that define them.  Nothing is imported (``tocsin._import_times`` does that)."""
+    settings = manager.settings()
+    found = discover(manager.group, use_cache=manager._use_cache)
+    targets: dict[str, list[tuple[str, str | None]]] = {}
+    for entry in found.entries:
+        targets[entry.name] = [(entry.module, entry.attribute)]
+    declarations, _ = _read_declarations(found.declared)
+    for name, declared in declarations.items():
+        if name not in targets:
+            modules = dict.fromkeys(declaration.module for declaration, _ in declared)
+            targets[name] = [(module, None) for module in modules]
+    return [(name, targets[name]) for name in sorted(targets) if settings.wants(name)]
 
 
 def _names_argument(names: Iterable[str] | None) -> Any:
@@ -807,6 +899,33 @@ def _marked_attributes(module: types.ModuleType) -> list[tuple[Any, Any]]:
     if len(named) > 1:
         named.sort(key=lambda item: item[0])
     return [(value, marks) for _, value, marks in named]
+
+
+def _other_plugin(owner: object, plugin: _Plugin) -> bool:
+    return isinstance(owner, _Plugin) and owner is not plugin
+
+
+def _package_of(plugin: _Plugin) -> str:
+    """The top-level package whose connections are the plugin's own: its entry point's
+    module's, else (registered by hand) its module's or its class's."""
+    if plugin.entry is not None:
+        module = plugin.entry.module
+    elif issubclass(type(plugin.obj), types.ModuleType):
+        try:
+            module = str(getattr(plugin.obj, "__name__", ""))
+        except Exception:  # a module of its own making: its import says the rest
+            module = ""
+    else:
+        module = type(plugin.obj).__module__
+    return module.partition(".")[0]
+
+
+def _describe(obj: object) -> str:
+    """A plugin object in an error message (without asking the object anything)."""
+    if isinstance(obj, types.ModuleType):
+        return f"module {obj.__name__!r}"
+    kind = type(obj)
+    return f"the {kind.__module__}.{kind.__qualname__} object at {id(obj):#x}"
 
 
 def _in_package(receiver: object, package: str) -> bool:

@@ -541,3 +541,189 @@ def test_no_receivers_changes_nothing() -> None:
     assert repr(middleware).startswith("SignalsMiddleware(")
     run(middleware, http_scope(), channel)
     assert [m["type"] for m in channel.sent] == ["http.response.start", "http.response.body"]
+
+
+# -- request_finished when the exchange is cancelled (issue 14) ------------------------
+
+EXCHANGES = 150
+
+
+class Finishes:
+    """An async request_finished receiver that takes a while, counting how its runs end."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = 0
+        self.completed = 0
+        self.cancelled = 0
+        self.lock = threading.Lock()
+
+    async def receiver(self, sender: Any, **named: Any) -> None:
+        with self.lock:
+            self.started += 1
+        try:
+            await asyncio.sleep(self.seconds)
+        except asyncio.CancelledError:
+            with self.lock:
+                self.cancelled += 1
+            raise
+        with self.lock:
+            self.completed += 1
+
+    def wait(self, count: int, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.completed + self.cancelled >= count:
+                    return
+            time.sleep(0.01)
+        raise AssertionError(
+            f"{self.started} started, {self.completed} completed, {self.cancelled} cancelled"
+        )
+
+
+@pytest.fixture
+def cancellations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the exchanges cancelled while their request_finished receivers ran (each
+    such cancellation starts the FINISH_TIMEOUT bound)."""
+    from tocsin.contrib import asgi
+
+    seen: list[int] = []
+    original = asgi._bound
+
+    def counting(task: Any) -> None:
+        seen.append(1)
+        original(task)
+
+    monkeypatch.setattr(asgi, "_bound", counting)
+    return seen
+
+
+def fetch(address: str, path: str) -> bytes:
+    """One exchange on a connection of its own: read the whole response, and hang up."""
+    host, port = address.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().read()
+    finally:
+        conn.close()
+
+
+def test_starlette_cancelling_a_stream_on_disconnect_lets_request_finished_complete(
+    cancellations: list[int],
+) -> None:
+    # Starlette (ASGI spec 2.3, as uvicorn's h11 says) streams inside an anyio task group
+    # that it cancels when the client disconnects: a client that hangs up as soon as it
+    # has the response cancels the stream while request_finished receivers run.
+    async def stream(request: Request) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"one\n"
+            yield b"two\n"
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    finishes = Finishes(0.05)
+    app = Starlette(routes=[Route("/stream", stream)])
+    with request_finished.connected_to(finishes.receiver), serve(SignalsMiddleware(app)) as address:
+        for _ in range(EXCHANGES):
+            assert fetch(address, "/stream") == b"one\ntwo\n"
+        finishes.wait(EXCHANGES)
+    assert (finishes.started, finishes.completed, finishes.cancelled) == (EXCHANGES, EXCHANGES, 0)
+    assert len(cancellations) >= EXCHANGES // 2  # the case at hand did happen, mostly
+
+
+class CancellingServer:
+    """What a server does to an exchange whose client went away: cancel its task.  Here
+    right after the application handed over the final body, so while the
+    request_finished receivers run."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.cancelled = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+
+        async def send_then_cancel(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                loop.call_soon(task.cancel)
+
+        try:
+            await self.app(scope, receive, send_then_cancel)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+async def plain_app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"done"})
+
+
+def test_request_finished_completes_when_the_server_cancels_the_exchange(
+    cancellations: list[int],
+) -> None:
+    finishes = Finishes(0.05)
+    server = CancellingServer(SignalsMiddleware(plain_app))
+    with request_finished.connected_to(finishes.receiver), serve(server) as address:
+        for _ in range(EXCHANGES):
+            assert fetch(address, "/") == b"done"
+        finishes.wait(EXCHANGES)
+    assert server.cancelled == EXCHANGES
+    assert len(cancellations) == EXCHANGES
+    assert (finishes.started, finishes.completed, finishes.cancelled) == (EXCHANGES, EXCHANGES, 0)
+
+
+def test_past_finish_timeout_receivers_of_a_cancelled_exchange_are_cancelled(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tocsin.contrib import asgi
+
+    monkeypatch.setattr(asgi, "FINISH_TIMEOUT", 0.2)
+    finishes = Finishes(3.0)
+    server = CancellingServer(SignalsMiddleware(plain_app))
+    with (
+        caplog.at_level(logging.WARNING, logger="tocsin.contrib.asgi"),
+        request_finished.connected_to(finishes.receiver),
+        serve(server) as address,
+    ):
+        started = time.monotonic()
+        for _ in range(3):
+            assert fetch(address, "/") == b"done"
+        finishes.wait(3, timeout=2.5)
+        elapsed = time.monotonic() - started
+    assert (finishes.started, finishes.completed, finishes.cancelled) == (3, 0, 3)
+    assert elapsed < 2.5  # cancelled at the bound, not after the receivers' 3 s
+    warnings = [r for r in caplog.records if r.name == "tocsin.contrib.asgi"]
+    expected = (
+        "request_finished receivers were still running 0.2 s after the server cancelled "
+        "the exchange; they were cancelled."
+    )
+    assert [r.getMessage() for r in warnings] == [expected] * 3
+
+
+def test_finish_timeout_does_not_bound_an_exchange_that_is_not_cancelled(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tocsin.contrib import asgi
+
+    monkeypatch.setattr(asgi, "FINISH_TIMEOUT", 0.05)
+    finishes = Finishes(0.3)
+    with (
+        caplog.at_level(logging.WARNING, logger="tocsin.contrib.asgi"),
+        request_finished.connected_to(finishes.receiver),
+        serve(SignalsMiddleware(plain_app)) as address,
+    ):
+        assert fetch(address, "/") == b"done"
+        finishes.wait(1)
+    assert (finishes.completed, finishes.cancelled) == (1, 0)
+    assert not [r for r in caplog.records if r.name == "tocsin.contrib.asgi"]

@@ -16,12 +16,16 @@ import gc
 import itertools
 import json
 import logging
+import math
 import os
 import pathlib
 import pickle
 import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +54,7 @@ from tocsin.contrib.celery import (
     DeferredConfigurationError,
     DeferredDecodeError,
     DeferredEncodeError,
+    DeferredPublishError,
     DeferredReceiver,
     RetryPolicy,
     codecs,
@@ -464,6 +469,241 @@ def test_eager_retries_until_success(eager_app: Any) -> None:
     assert len({m for m, _ in attempts}) == 1
 
 
+def test_the_worker_applies_the_receivers_sender_filter(
+    eager_app: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sig = Signal(name="eager.sender_filter")
+    calls: list[Any] = []
+
+    def for_shop(sender: Any, **named: Any) -> None:
+        calls.append(("shop", sender))
+
+    def for_bank(sender: Any, **named: Any) -> None:
+        calls.append(("bank", sender))
+
+    def for_seven(sender: Any, **named: Any) -> None:
+        calls.append(("seven", sender))
+
+    shop = connect_deferred(sig, for_shop, sender=Shop, app=eager_app)
+    bank = connect_deferred(sig, for_bank, sender="bank", app=eager_app)
+    seven = connect_deferred(sig, for_seven, sender=7, app=eager_app)
+    task = install(eager_app)
+
+    def deliver(proxy: DeferredReceiver, sender: Any) -> str:
+        envelope = {
+            "tocsin": 1,
+            "signal": "eager.sender_filter",
+            "receiver": proxy.identity,
+            "sender": sender,
+            "named": {},
+        }
+        return str(task.apply(args=[envelope]).state)
+
+    popen = {"__tocsin__": "class", "v": "subprocess:Popen"}  # imported, so it decodes
+    assert find_class("subprocess:Popen") is subprocess.Popen
+    with caplog.at_level(logging.ERROR, logger="tocsin.contrib.celery"):
+        refused = [
+            deliver(shop, popen),
+            deliver(shop, None),
+            deliver(shop, "Shop"),
+            deliver(shop, codecs.encode(Colour)),
+            deliver(bank, "bank2"),
+            deliver(bank, None),
+            deliver(bank, codecs.encode(Shop)),
+            deliver(seven, 8),
+            deliver(seven, "7"),
+            deliver(seven, 7.0),
+        ]
+    assert refused == ["REJECTED"] * len(refused)
+    assert calls == []
+    assert caplog.text.count("is not connected to 'eager.sender_filter' for the sender") == len(
+        refused
+    )
+    assert 'for the sender {"__tocsin__": "class", "v": "subprocess:Popen"}' in caplog.text
+    # What the send itself would reach, the worker runs.
+    assert [deliver(shop, codecs.encode(Shop)), deliver(bank, "bank"), deliver(seven, 7)] == [
+        "SUCCESS"
+    ] * 3
+    assert calls == [("shop", Shop), ("bank", "bank"), ("seven", 7)]
+    # A receiver for any sender takes any sender.
+    anyone = connect_deferred(sig, lambda sender, **named: calls.append(("any", sender)))
+    anyone.app = eager_app
+    assert deliver(anyone, popen) == "SUCCESS"
+
+
+def test_install_checks_accept_content_again_when_the_worker_starts() -> None:
+    from tocsin.contrib.celery._worker import _on_worker_init
+
+    app = Celery("tocsin-late-pickle", set_as_current=False, broker="memory://")
+    install(app, plugins=False)
+
+    class StartingWorker:  # what Celery's worker_init hands its receivers, as sender
+        pass
+
+    worker = StartingWorker()
+    worker.app = app  # type: ignore[attr-defined]
+    _on_worker_init(sender=worker)  # JSON only: starts
+    app.conf.accept_content = ["json", "pickle"]
+    with pytest.raises(SystemExit, match=r"not starting the Celery worker.*admits pickle"):
+        _on_worker_init(sender=worker)
+    other = Celery("tocsin-not-installed", set_as_current=False, broker="memory://")
+    other.conf.accept_content = ["pickle"]
+    worker.app = other  # type: ignore[attr-defined]
+    _on_worker_init(sender=worker)  # not tocsin's app: not tocsin's business
+    app.close()
+    other.close()
+
+
+class SilentBroker:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.server.settimeout(0.05)
+        self.port = self.server.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.connections.append(connection)  # held open, never read, never answered
+        self.server.close()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        for connection in self.connections:
+            connection.close()
+
+
+@pytest.fixture
+def silent_app() -> Iterator[Any]:
+    broker = SilentBroker()
+    app = Celery(
+        "tocsin-silent",
+        set_as_current=False,
+        broker=f"redis://:hunter2@127.0.0.1:{broker.port}/0",
+    )
+    app.silent_port = broker.port  # type: ignore[attr-defined]
+    try:
+        yield app
+    finally:
+        broker.close()  # the stuck publishers get an error, in the background
+        app.close()
+
+
+def test_publishing_to_a_broker_that_never_answers_fails_in_bounded_time(
+    silent_app: Any,
+) -> None:
+    sig = Signal(name="eager.silent")
+    local: list[str] = []
+
+    @receiver(sig, priority=1)
+    @deferred(app=silent_app, publish_timeout=1)
+    def mail(**named: Any) -> None:
+        pass
+
+    @receiver(sig)
+    def count(sender: Any, **named: Any) -> str:
+        local.append("ran")
+        return "local"
+
+    started = time.monotonic()
+    [(first, error), (second, response)] = sig.send_robust(sender=None)
+    elapsed = time.monotonic() - started
+    assert first is mail
+    assert isinstance(error, DeferredPublishError)
+    assert isinstance(error, TimeoutError)
+    assert (second, response) == (count, "local")  # send_robust carried on
+    assert 1 <= elapsed < 5
+    message = str(error)
+    assert mail.identity in message
+    assert f"redis://:**@127.0.0.1:{silent_app.silent_port}/0" in message
+    assert "hunter2" not in message
+    assert "within 1 s" in message
+
+    started = time.monotonic()
+    with pytest.raises(DeferredPublishError, match="did not take the message within 1 s"):
+        sig.send(sender=None)
+    assert time.monotonic() - started < 5
+    assert local == ["ran"]  # send() stopped at the deferred receiver, which runs first
+
+
+def test_the_publish_timeout_comes_from_the_receiver_the_app_or_the_default(
+    silent_app: Any,
+) -> None:
+    from tocsin.contrib.celery import DEFAULT_PUBLISH_TIMEOUT
+    from tocsin.contrib.celery._publish import publish_timeout_of
+
+    def plain(**named: Any) -> None:
+        pass
+
+    assert DEFAULT_PUBLISH_TIMEOUT == 10
+    proxy = deferred(plain, app=silent_app)
+    assert proxy.publish_timeout is None
+    assert publish_timeout_of(proxy.publish_timeout, silent_app) == 10
+    silent_app.conf.tocsin_publish_timeout = 0.5
+    assert publish_timeout_of(proxy.publish_timeout, silent_app) == 0.5
+    assert publish_timeout_of(deferred(plain, publish_timeout=3).publish_timeout, silent_app) == 3
+    sig = Signal(name="eager.silent_app_setting")
+    connect_deferred(sig, proxy)
+    started = time.monotonic()
+    with pytest.raises(DeferredPublishError, match=r"within 0\.5 s"):
+        sig.send(sender=None)
+    assert time.monotonic() - started < 4
+    for wrong in (0, -1, math.nan, "10", True):
+        with pytest.raises(ValueError, match="publish_timeout must be a number of seconds"):
+            deferred(plain, publish_timeout=wrong)  # type: ignore[arg-type]
+    silent_app.conf.tocsin_publish_timeout = "soon"
+    with pytest.raises(ValueError, match=r"app\.conf\.tocsin_publish_timeout"):
+        sig.send(sender=None)
+    assert deferred(plain, publish_timeout=math.inf).publish_timeout == math.inf
+
+
+def test_a_send_from_inside_a_task_keeps_its_parent() -> None:
+    # The publish runs in a publisher thread; what Celery reads from the sending thread
+    # (the task running there) still reaches the message.
+    from celery._state import _task_stack
+
+    app = Celery("tocsin-parent", set_as_current=False, broker="memory://")
+
+    @app.task(name="tocsin-test.parent", bind=True)
+    def parent(self: Any) -> None:
+        pass
+
+    sig = Signal(name="eager.parent")
+
+    @receiver(sig)
+    @deferred(app=app)
+    def child(**named: Any) -> None:
+        pass
+
+    parent.push_request(id="parent-id", root_id="root-id", called_directly=False)
+    _task_stack.push(parent)
+    try:
+        [(_, result)] = sig.send(sender=None)
+        assert parent.request.children == [result]
+    finally:
+        _task_stack.pop()
+        parent.pop_request()
+    with app.connection() as connection:
+        queue = connection.SimpleQueue("celery")
+        message = queue.get(timeout=5)
+        message.ack()
+        queue.close()
+    assert message.headers["id"] == result.id
+    assert (message.headers["parent_id"], message.headers["root_id"]) == ("parent-id", "root-id")
+    app.close()
+
+
 def test_sqlalchemy_on_commit_rollback_and_savepoints(eager_app: Any, tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'items.db'}")
     EagerBase.metadata.create_all(engine)
@@ -744,6 +984,96 @@ class TestRealWorker:
         assert sorted(p.name for p in celery_env.markers.iterdir()) == []
         assert events.where(kind="SHOULD-NOT-RUN") == []
         assert [e["token"] for e in events.where(kind="ping")] == [sentinel]
+
+    def test_the_worker_refuses_a_sender_the_receiver_is_not_connected_for(
+        self,
+        celery_env: CeleryEnv,
+        events: Events,
+        main_worker: Worker,
+        request: pytest.FixtureRequest,
+    ) -> None:
+        from tocsin_celery_testplugin import receivers, signals
+
+        app = celery_env.app(0)
+        token = _token(request)
+        receiver_identity = "tocsin_celery_testplugin.receivers:order_saved"  # sender=Order
+
+        def envelope(sender: Any) -> Any:
+            return {
+                "tocsin": 1,
+                "signal": "celerytest.order_saved",
+                "receiver": receiver_identity,
+                "sender": sender,
+                "named": {"token": token},
+            }
+
+        forged = {
+            "Popen": {"__tocsin__": "class", "v": "subprocess:Popen"},
+            "another model": {"__tocsin__": "class", "v": "tocsin_celery_testplugin.models:Refund"},
+            "none": None,
+            "a string": "Order",
+            "a number": 5,
+        }
+        ids = {name: app.send_task(TASK_NAME, args=[envelope(s)]).id for name, s in forged.items()}
+        sentinel = _token(request)
+        signals.ping.send(sender=None, token=sentinel)
+        events.wait(kind="ping", token=sentinel)  # a FIFO queue: the others came first
+        log = main_worker.log()
+        for name, message_id in ids.items():
+            line = next(
+                (x for x in log.splitlines() if f"Rejected tocsin message {message_id}" in x), ""
+            )
+            assert (
+                f"{receiver_identity} is not connected to 'celerytest.order_saved' for the "
+                f"sender" in line
+            ), (name, line)
+        assert events.where(token=token) == []
+        assert receivers.order_saved.identity == receiver_identity
+
+    def test_attempts_come_from_the_policy_not_the_message(
+        self,
+        celery_env: CeleryEnv,
+        events: Events,
+        main_worker: Worker,
+        request: pytest.FixtureRequest,
+    ) -> None:
+        app = celery_env.app(0)
+        token = _token(request)
+        body = {
+            "tocsin": 1,
+            "signal": "celerytest.doomed",
+            "receiver": "tocsin_celery_testplugin.receivers:doomed",  # max_retries=1
+            "sender": None,
+            "named": {"token": token},
+        }
+        message_id = app.send_task(TASK_NAME, args=[body], retries=-20).id
+        log = main_worker.wait_log(
+            f"tocsin_celery_testplugin.receivers:doomed gave up after 2 attempt(s): signal "
+            f"'celerytest.doomed', message {message_id}"
+        )
+        assert f"tocsin message {message_id} carries retries=-20, which no sender makes" in log
+        assert [e["attempt"] for e in events.where(kind="doomed", token=token)] == [0, 1]
+
+    def test_a_worker_whose_app_admits_pickle_after_install_does_not_start(
+        self, celery_env: CeleryEnv
+    ) -> None:
+        # Running as root, Celery itself refuses pickle; C_FORCE_ROOT lets it go on, as
+        # it would for any other user, so that what stops the worker is tocsin's check.
+        worker = Worker(
+            "pickle",
+            celery_env.app(3),
+            celery_env.worker_env(3, TOCSIN_TEST_ACCEPT_PICKLE="1", C_FORCE_ROOT="1"),
+            celery_env.tmp,
+        )
+        try:
+            returncode = worker.process.wait(60)
+        finally:
+            worker.stop()
+        log = worker.log()
+        assert returncode != 0, log
+        assert "not starting the Celery worker" in log
+        assert "accept_content=['json', 'pickle'], which admits pickle" in log
+        assert "celery@" not in log or " ready." not in log  # it never got to consume
 
     def test_sqlalchemy_on_commit_and_rollback(
         self, celery_env: CeleryEnv, events: Events, request: pytest.FixtureRequest

@@ -35,10 +35,16 @@ receivers run to completion on the server's event loop before the request goes o
     that raises *after* its response is complete (Starlette's error middleware sends
     its 500 page, then re-raises) therefore sends ``request_finished`` before
     ``got_request_exception``.  Its receivers run to completion even when the server
-    cancels the exchange (a client that went away, a shutdown): the send is shielded
-    from the cancellation, for at most :data:`FINISH_TIMEOUT` seconds, after which it
-    is cancelled and a warning is logged under ``tocsin.contrib.asgi``.  (On an event
-    loop other than asyncio's, the send is awaited unshielded.)
+    (or a framework: Starlette's streaming responses, on a client's disconnect)
+    cancels the exchange while they run: the send runs in a task of its own, which the
+    cancelled exchange stops waiting for, and which goes on for at most
+    :data:`FINISH_TIMEOUT` seconds after the cancellation; past that, its receivers
+    are cancelled (``asyncio.CancelledError`` where they wait) and a warning is logged
+    under ``tocsin.contrib.asgi``.  An exchange that is not cancelled waits for its
+    receivers however long they take.  What no middleware can prevent: when the server
+    stops and its event loop ends (``asyncio.run`` cancels every task left), receivers
+    still running are cancelled then.  (On an event loop other than asyncio's, the
+    send is awaited unshielded.)
 
 Synchronous receivers run off the event loop's thread, as :meth:`tocsin.Signal.asend`
 runs them (and Django's ``asend``): through ``asgiref``'s thread-sensitive
@@ -64,7 +70,7 @@ __all__ = ["FINISH_TIMEOUT", "ASGIApp", "Message", "Receive", "Scope", "Send", "
 logger = logging.getLogger(__name__)
 
 #: Seconds ``request_finished`` receivers may still run once the server has cancelled
-#: the exchange they finish.
+#: the exchange they finish (read when the cancellation happens).
 FINISH_TIMEOUT = 30.0
 
 # The shielded request_finished sends still running: the loop keeps only weak
@@ -161,16 +167,44 @@ class _Exchange:
         task = asyncio.ensure_future(_finish(self.sender))
         _finishing.add(task)
         task.add_done_callback(_finishing.discard)
-        # A cancelled exchange stops waiting here; the task itself goes on (issue 14).
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # The server cancelled the exchange (issue 14): it stops waiting here, the
+            # receivers go on in their own task, for at most FINISH_TIMEOUT more seconds.
+            if not task.done():
+                _bound(task)
+            raise
 
 
 async def _finish(sender: type) -> None:
     try:
-        await asyncio.wait_for(request_finished.asend_robust(sender=sender), FINISH_TIMEOUT)
-    except asyncio.TimeoutError:
+        await request_finished.asend_robust(sender=sender)
+    except asyncio.CancelledError:
+        if asyncio.current_task() not in _expired:
+            raise  # the event loop is closing (the server stopped), not the bound
         logger.warning(
             "request_finished receivers were still running %s s after the server "
             "cancelled the exchange; they were cancelled.",
             FINISH_TIMEOUT,
         )
+
+
+def _bound(task: asyncio.Task[None]) -> None:
+    """Cancel *task* if it still runs :data:`FINISH_TIMEOUT` seconds from now."""
+
+    def expire() -> None:
+        if not task.done():
+            _expired.add(task)
+            task.cancel()
+
+    def done(_: object) -> None:
+        timer.cancel()
+        _expired.discard(task)
+
+    timer = asyncio.get_running_loop().call_later(FINISH_TIMEOUT, expire)
+    task.add_done_callback(done)
+
+
+#: The finishing tasks the bound cancelled (not the loop's end), until they are done.
+_expired: set[asyncio.Task[None]] = set()

@@ -55,11 +55,13 @@ from tocsin.contrib.celery._codec_registry import codecs, register_codec, set_se
 from tocsin.contrib.celery._codecs import Codec, CodecRegistry, DecodeContext
 from tocsin.contrib.celery._directory import resolve
 from tocsin.contrib.celery._models import DjangoModelCodec, SQLAlchemyCodec
+from tocsin.contrib.celery._publish import DEFAULT_PUBLISH_TIMEOUT, DeferredPublishError
 from tocsin.contrib.celery._receiver import DeferredReceiver, connect_deferred, deferred
 from tocsin.contrib.celery._retry import RetryPolicy
 from tocsin.contrib.celery._worker import TASK_NAME, install
 
 __all__ = [
+    "DEFAULT_PUBLISH_TIMEOUT",
     "TASK_NAME",
     "Codec",
     "CodecRegistry",
@@ -68,6 +70,7 @@ __all__ = [
     "DeferredDecodeError",
     "DeferredEncodeError",
     "DeferredError",
+    "DeferredPublishError",
     "DeferredReceiver",
     "DjangoModelCodec",
     "MissingInstanceError",

@@ -8,6 +8,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from tocsin._registry import Registry
 from tocsin._signal import Signal
 from tocsin.contrib.celery._retry import RetryPolicy
 
@@ -64,3 +65,21 @@ def resolve(signal_name: str, identity: str) -> tuple[Deliverable, Signal] | Non
             if signal.name == signal_name and any(r is proxy for r in signal.receivers):
                 found.append((proxy, signal))
     return found[0] if len(found) == 1 else None
+
+
+def connected_for(proxy: Deliverable, signal: Signal, sender: Any) -> bool:
+    """Whether *proxy* is connected to *signal* for *sender*, by the rule a send
+    applies: a connection for any sender, or one for this sender (``str`` and ``int``
+    senders by value, any other by identity).  The worker asks this of the sender it
+    decoded, so that a message cannot run a receiver for a sender it was not connected
+    for."""
+    anyone = Registry.sender_key(None)
+    key = Registry.sender_key(sender)
+    for connection in signal.registry.live_connections():
+        if connection.receiver is not proxy:
+            continue
+        if connection.sender_key is anyone:
+            return True
+        if key is not anyone and connection.sender_key == key and connection.serves(sender):
+            return True
+    return False

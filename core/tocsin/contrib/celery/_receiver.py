@@ -22,6 +22,7 @@ from tocsin.contrib.celery._codec_registry import codecs
 from tocsin.contrib.celery._codecs import JSON, Unencodable, dump_json
 from tocsin.contrib.celery._directory import register_receiver
 from tocsin.contrib.celery._message import MESSAGE_VERSION, RESERVED_ARGUMENTS, argsrepr
+from tocsin.contrib.celery._publish import check_publish_timeout, publish, publish_timeout_of
 from tocsin.contrib.celery._retry import RetryPolicy
 from tocsin.contrib.celery._transactions import (
     after_django_commit,
@@ -47,7 +48,8 @@ class DeferredReceiver:
     Made by :func:`deferred`; connect it like any receiver.  Calling it (as a send
     does) returns the task's ``AsyncResult``.  ``func`` is the wrapped function,
     ``identity`` the name messages use for it, ``retry_policy`` its
-    :class:`RetryPolicy`.
+    :class:`RetryPolicy`, ``publish_timeout`` its own limit on publishing (None: the
+    app's ``tocsin_publish_timeout``, else 10 s).
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class DeferredReceiver:
         session: Any = None,
         queue: str | None = None,
         options: Mapping[str, Any] | None = None,
+        publish_timeout: float | None = None,
     ) -> None:
         _check_deferrable(func)
+        self.publish_timeout = check_publish_timeout(publish_timeout, "publish_timeout")
         if on_commit not in (True, False, "sqlalchemy", "django"):
             raise ValueError(
                 f"on_commit must be True, False, 'sqlalchemy' or 'django', not {on_commit!r}."
@@ -144,7 +148,20 @@ class DeferredReceiver:
                 task_id = str(uuid.uuid4())
                 schedule(functools.partial(self._publish_later, task, envelope, task_id))
                 return app.AsyncResult(task_id)
-        return task.apply_async((envelope,), argsrepr=argsrepr(envelope), **self.options)
+        return self._publish(app, task, envelope, {})
+
+    def _publish(
+        self, app: Any, task: Any, envelope: dict[str, JSON], options: Mapping[str, Any]
+    ) -> Any:
+        """Enqueue *envelope*, within the publish timeout (see ``_publish``)."""
+        return publish(
+            task,
+            (envelope,),
+            {"argsrepr": argsrepr(envelope), **options, **self.options},
+            timeout=publish_timeout_of(self.publish_timeout, app),
+            identity=self.identity,
+            signal=cast(str, envelope["signal"]),
+        )
 
     def envelope(self, signal: Signal, sender: Any, named: Mapping[str, Any]) -> dict[str, JSON]:
         """The JSON message for one send; :class:`DeferredEncodeError` if it cannot be made."""
@@ -202,9 +219,7 @@ class DeferredReceiver:
 
     def _publish_later(self, task: Any, envelope: dict[str, JSON], task_id: str) -> None:
         try:
-            task.apply_async(
-                (envelope,), task_id=task_id, argsrepr=argsrepr(envelope), **self.options
-            )
+            self._publish(task.app, task, envelope, {"task_id": task_id})
         except Exception:
             logger.exception(
                 "Could not enqueue deferred receiver %s for signal %r after the transaction "
@@ -273,6 +288,7 @@ def deferred(
     retry: RetryPolicy | None = None,
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
+    publish_timeout: float | None = None,
 ) -> DeferredReceiver: ...
 
 
@@ -287,6 +303,7 @@ def deferred(
     retry: RetryPolicy | None = None,
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
+    publish_timeout: float | None = None,
 ) -> Callable[[Callable[..., Any]], DeferredReceiver]: ...
 
 
@@ -300,6 +317,7 @@ def deferred(
     retry: RetryPolicy | None = None,
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
+    publish_timeout: float | None = None,
     **unexpected: Any,
 ) -> DeferredReceiver | Callable[[Callable[..., Any]], DeferredReceiver]:
     """Make *func* a receiver that runs in a Celery worker; use as ``@deferred(...)``.
@@ -314,8 +332,11 @@ def deferred(
     ``"sqlalchemy"`` and ``"django"`` insist on one.  ``retry``: when a failure is
     tried again, a :class:`RetryPolicy` (default ``RetryPolicy()``: three retries,
     with exponential backoff and jitter).  ``queue`` and ``options`` go to
-    ``apply_async``.  Any other keyword raises TypeError; one of RetryPolicy's says to
-    pass it as ``retry=RetryPolicy(...)``.
+    ``apply_async``.  ``publish_timeout``: how long a send waits for the broker to take
+    the message before it raises :class:`DeferredPublishError` (default: the app's
+    ``tocsin_publish_timeout`` setting, else 10 s; ``math.inf``: no limit).  Any
+    other keyword raises TypeError; one of RetryPolicy's says to pass it as
+    ``retry=RetryPolicy(...)``.
     """
     if unexpected:
         raise _unexpected_keywords(unexpected)
@@ -332,6 +353,7 @@ def deferred(
             session=session,
             queue=queue,
             options=options,
+            publish_timeout=publish_timeout,
         )
 
     return wrap if func is None else wrap(func)

@@ -16,6 +16,7 @@ from celery.exceptions import (  # type: ignore[import-untyped, import-not-found
     Reject,
 )
 from celery.signals import (  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    worker_init,
     worker_process_init,
 )
 
@@ -26,7 +27,7 @@ from tocsin._errors import (
 )
 from tocsin.contrib.celery._codec_registry import codecs
 from tocsin.contrib.celery._codecs import JSON, MAX_DEPTH, DecodeContext, dump_json
-from tocsin.contrib.celery._directory import Deliverable, resolve
+from tocsin.contrib.celery._directory import Deliverable, connected_for, resolve
 from tocsin.contrib.celery._message import Message, Rejection
 
 if TYPE_CHECKING:  # importing it imports pluggy, which a sending process may never need
@@ -131,8 +132,27 @@ def _check_content(app: Any) -> None:
 def _connect_worker_hook() -> None:
     global _worker_hook_connected
     if not _worker_hook_connected:
+        worker_init.connect(_on_worker_init, weak=False)
         worker_process_init.connect(_on_worker_process_init, weak=False)
         _worker_hook_connected = True
+
+
+def _on_worker_init(sender: Any = None, **kwargs: Any) -> None:
+    """When a worker starts: check again what :func:`install` checked.  A setting
+    changed since (``accept_content`` with pickle added after ``install()``) would let
+    a message run code in this worker as Celery decodes it, before any task sees it;
+    so the worker does not start.  Celery logs and swallows an Exception raised by a
+    signal handler, hence SystemExit, with the reason."""
+    app = getattr(sender, "app", None)
+    with _install_lock:
+        installed = app in _installs if app is not None else False
+    if not installed:
+        return
+    try:
+        _check_content(app)
+    except DeferredConfigurationError as error:
+        logger.critical("Not starting the worker: %s", error)
+        raise SystemExit(f"tocsin: not starting the Celery worker: {error}") from None
 
 
 def _on_worker_process_init(**kwargs: Any) -> None:
@@ -163,6 +183,7 @@ def _deliver(task: Any, envelope: Any) -> JSON:
     """The ``tocsin.deliver`` task: check, resolve, decode, call; retry on failure."""
     request = task.request
     message_id = cast(str, request.id)
+    attempt = _attempt(request, message_id)
     record = _installs.get(task.app)
     if not request.is_eager and record is not None and record.plugins is not None:
         _load_plugins(record.plugins)
@@ -182,10 +203,17 @@ def _deliver(task: Any, envelope: Any) -> JSON:
     try:
         try:
             sender = context.decode(message.sender)
+            if not connected_for(proxy, signal, sender):
+                # The sender filter, as the send applies it: a message for a receiver
+                # connected with sender=Shop cannot run it for another sender.
+                raise Rejection(
+                    f"{proxy.identity} is not connected to {message.signal!r} for the "
+                    f"sender {dump_json(message.sender)} in this worker"
+                )
             named = {key: context.decode(value) for key, value in message.named.items()}
         except MissingInstanceError:
-            raise
-        except (DeferredDecodeError, RecursionError) as error:
+            raise  # a row not there (yet): retried like a failure of the receiver
+        except (DeferredDecodeError, RecursionError, Rejection) as error:
             logger.error(
                 "Rejected tocsin message %s for %s (signal %r): %s",
                 message_id,
@@ -198,7 +226,7 @@ def _deliver(task: Any, envelope: Any) -> JSON:
             signal=signal,
             sender=sender,
             tocsin_message_id=message_id,
-            tocsin_attempt=request.retries,
+            tocsin_attempt=attempt,
             **named,
         )
         if proxy.is_async:
@@ -213,6 +241,25 @@ def _deliver(task: Any, envelope: Any) -> JSON:
     finally:
         context.close()
     return _plain(result)
+
+
+def _attempt(request: Any, message_id: str) -> int:
+    """The attempt number (0 the first time) the message carries, as Celery counts it;
+    one that is not an int from 0 up is forged or damaged, and counts from 0 again.
+    ``request.retries`` is set to it, since a retry publishes that number plus one:
+    so the receiver's policy alone bounds the attempts (a message saying
+    ``retries=-20`` would otherwise make 23 where the policy says 3)."""
+    retries = request.retries
+    if type(retries) is int and retries >= 0:
+        return retries
+    logger.warning(
+        "tocsin message %s carries retries=%r, which no sender makes; counting its "
+        "attempts from 0.",
+        message_id,
+        retries,
+    )
+    request.retries = 0
+    return 0
 
 
 def _retry(task: Any, proxy: Deliverable, message: Message, error: Exception) -> Any:

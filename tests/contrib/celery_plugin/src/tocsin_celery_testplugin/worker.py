@@ -19,6 +19,10 @@ app = make_app(
 app.set_current()
 install(app)
 
+if os.environ.get("TOCSIN_TEST_ACCEPT_PICKLE"):
+    # A setting changed after install(), which checked it: the worker must not start.
+    app.conf.accept_content = ["json", "pickle"]
+
 if os.environ.get("TOCSIN_TEST_SQLA_URL"):
     from sqlalchemy import create_engine
     from sqlalchemy.orm import sessionmaker
