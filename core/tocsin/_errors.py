@@ -12,6 +12,7 @@ __all__ = [
     "DeferredDecodeError",
     "DeferredEncodeError",
     "DeferredError",
+    "DeferredPublishError",
     "MissingInstanceError",
     "PluginConfigError",
     "PluginLoadError",
@@ -95,6 +96,12 @@ class MissingInstanceError(DeferredDecodeError, LookupError):
     Unlike other decoding errors it is retried, like a failure of the receiver: the
     usual cause is a send whose transaction has not committed yet (see ``on_commit``).
     """
+
+
+class DeferredPublishError(DeferredError, TimeoutError):
+    """The broker did not take a deferred receiver's message within its publish
+    timeout.  Raised by the send (``send_robust()`` returns it as that receiver's
+    response and calls the others)."""
 
 
 class DeferredConfigurationError(DeferredError, RuntimeError):

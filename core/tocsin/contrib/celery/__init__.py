@@ -48,6 +48,7 @@ from tocsin._errors import (
     DeferredDecodeError,
     DeferredEncodeError,
     DeferredError,
+    DeferredPublishError,
     MissingInstanceError,
 )
 from tocsin.contrib.celery._classes import class_path, find_class
@@ -55,7 +56,7 @@ from tocsin.contrib.celery._codec_registry import codecs, register_codec, set_se
 from tocsin.contrib.celery._codecs import Codec, CodecRegistry, DecodeContext
 from tocsin.contrib.celery._directory import resolve
 from tocsin.contrib.celery._models import DjangoModelCodec, SQLAlchemyCodec
-from tocsin.contrib.celery._publish import DEFAULT_PUBLISH_TIMEOUT, DeferredPublishError
+from tocsin.contrib.celery._publish import DEFAULT_PUBLISH_TIMEOUT
 from tocsin.contrib.celery._receiver import DeferredReceiver, connect_deferred, deferred
 from tocsin.contrib.celery._retry import RetryPolicy
 from tocsin.contrib.celery._worker import TASK_NAME, install

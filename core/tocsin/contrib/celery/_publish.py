@@ -30,12 +30,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tocsin._errors import DeferredError
+from tocsin._errors import DeferredPublishError
 
 __all__ = [
     "DEFAULT_PUBLISH_TIMEOUT",
     "MAX_PUBLISHERS",
-    "DeferredPublishError",
     "check_publish_timeout",
     "publish",
     "publish_timeout_of",
@@ -50,12 +49,6 @@ DEFAULT_PUBLISH_TIMEOUT = 10.0
 APP_SETTING = "tocsin_publish_timeout"
 #: At most this many publisher threads per process.
 MAX_PUBLISHERS = 16
-
-
-class DeferredPublishError(DeferredError, TimeoutError):
-    """The broker did not take a deferred receiver's message within its publish
-    timeout.  Raised by the send (``send_robust()`` returns it as that receiver's
-    response and calls the others)."""
 
 
 def check_publish_timeout(value: object, where: str) -> float | None:
