@@ -140,6 +140,8 @@ def apply_plugin_settings(config: object, where: str) -> PluginManager:
             except PluginLoadError as error:
                 if settings.strict:
                     raise
-                logger.warning("%s", error, exc_info=error.__cause__)
+                # Warned once; the log record (with the traceback) at DEBUG, so that
+                # logging's last resort does not print it a second time.
+                logger.debug("%s", error, exc_info=error.__cause__)
                 warnings.warn(str(error), TocsinPluginWarning, stacklevel=2)
     return manager

@@ -1,0 +1,109 @@
+"""How a plugin that goes wrong is reported (issue 13, "what a new user stumbled on").
+
+Real plugin distributions, built and installed by pip (the ``tocsin_plugin_dist``
+fixture of tocsin's pytest plugin, or :func:`tocsin.testing.install_plugin_distribution`
+for a fresh interpreter).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tocsin.testing import PluginDistribution, install_plugin_distribution
+
+# -- a broken plugin is reported once ------------------------------------------------------
+
+BROKEN = """
+import json
+
+raise RuntimeError("no database configured")
+"""
+
+
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> PluginDistribution:
+    return install_plugin_distribution(
+        tmp_path_factory.mktemp("broken"),
+        BROKEN,
+        name="broken",
+        group="tocsin.test_reporting",
+        module="tocsin_reporting_broken",
+    )
+
+
+def run(dist: PluginDistribution, tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TOCSIN_", "PYTHON"))}
+    env.update(PYTHONPATH=str(dist.path), TOCSIN_CACHE_DIR=str(tmp_path / "cache"))
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        "",
+        "import logging; logging.basicConfig(level=logging.INFO)",
+        # Warnings routed to logging, as an application that wants them in its logs does.
+        "import logging; logging.basicConfig(); logging.captureWarnings(True)",
+    ],
+    ids=["no-logging-config", "basicConfig-INFO", "captureWarnings"],
+)
+def test_a_broken_plugin_is_reported_once_on_stderr(
+    broken_site: PluginDistribution, tmp_path: Path, setup: str
+) -> None:
+    result = run(
+        broken_site,
+        tmp_path,
+        f"{setup}\nimport tocsin\npm = tocsin.PluginManager('tocsin.test_reporting')\n"
+        "pm.load()\nprint(type(pm['broken'].error).__name__)",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "RuntimeError\n"
+    assert result.stderr.count("no database configured") == 1, result.stderr
+    assert "TocsinPluginWarning: Plugin 'broken' from " in result.stderr
+    # Where it failed, rather than a traceback.
+    source = broken_site.path / f"{broken_site.module}.py"
+    assert f"(at {source}:3)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_traceback_is_in_the_debug_log(broken_site: PluginDistribution, tmp_path: Path) -> None:
+    result = run(
+        broken_site,
+        tmp_path,
+        "import logging; logging.basicConfig(level=logging.DEBUG)\n"
+        "import warnings; warnings.simplefilter('ignore')\n"
+        "import tocsin\ntocsin.PluginManager('tocsin.test_reporting').load()",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG:tocsin.plugins:Plugin 'broken' from " in result.stderr
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.count("RuntimeError: no database configured\n") == 1
+
+
+def test_strict_mode_reports_by_the_error_alone(
+    broken_site: PluginDistribution, tmp_path: Path
+) -> None:
+    result = run(
+        broken_site,
+        tmp_path,
+        "import tocsin\ntocsin.PluginManager('tocsin.test_reporting', strict=True).load()",
+    )
+    assert result.returncode == 1
+    assert "TocsinPluginWarning" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("tocsin.PluginLoadError: Plugin 'broken' from ")
+    assert "strict mode is on (PluginManager() arguments)" in last
+    assert "unaffected" not in last
