@@ -10,11 +10,96 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tocsin import PluginLoadError, PluginManager, TocsinPluginWarning
 from tocsin.testing import PluginDistribution, install_plugin_distribution
+
+# -- an entry point naming a class --------------------------------------------------------
+
+ACME = """
+from tocsin import Signal, receiver
+
+ping = Signal(name="acme.ping")
+
+
+class AcmePlugin:
+    @receiver(ping)
+    def on_ping(self, sender, **kwargs):
+        return "pong"
+
+
+plugin = AcmePlugin()
+"""
+
+
+def test_an_entry_point_naming_a_class_says_to_name_an_instance(
+    tocsin_plugin_dist: Callable[..., PluginDistribution], tocsin_plugin_manager: PluginManager
+) -> None:
+    dist = tocsin_plugin_dist(ACME, name="acme", attribute="AcmePlugin")
+    with pytest.warns(TocsinPluginWarning) as caught:
+        assert tocsin_plugin_manager.load() == []
+    [message] = [str(w.message) for w in caught]
+    assert message.startswith(
+        f"Plugin 'acme' from {dist.distribution} is a class where an instance is expected: "
+        f"TypeError: {dist.module}:AcmePlugin is a class, and its receivers (on_ping) are "
+        f"methods, which need an instance: registering the class connects none of them. "
+        f'Point the entry point at an instance instead, e.g. acme = "{dist.module}:plugin" '
+        f"with plugin = AcmePlugin() in {dist.module}."
+    )
+    info = tocsin_plugin_manager["acme"]
+    assert (info.enabled, info.loaded, type(info.error)) == (False, False, TypeError)
+    ping = sys.modules[dist.module].ping
+    assert ping.send(None) == []  # nothing connected: no function without its self
+
+
+def test_the_instance_the_message_suggests_works(
+    tocsin_plugin_dist: Callable[..., PluginDistribution], tocsin_plugin_manager: PluginManager
+) -> None:
+    dist = tocsin_plugin_dist(ACME, name="acme", attribute="plugin")
+    assert tocsin_plugin_manager.load() == ["acme"]
+    ping = sys.modules[dist.module].ping
+    assert [response for _, response in ping.send(None)] == ["pong"]
+
+
+def test_a_class_with_static_receivers_is_still_a_plugin(
+    tocsin_plugin_dist: Callable[..., PluginDistribution], tocsin_plugin_manager: PluginManager
+) -> None:
+    dist = tocsin_plugin_dist(
+        """
+        from tocsin import Signal, receiver
+
+        ping = Signal(name="static.ping")
+
+
+        class Static:
+            @staticmethod
+            @receiver(ping)
+            def on_ping(sender, **kwargs):
+                return "static"
+        """,
+        name="static",
+        attribute="Static",
+    )
+    assert tocsin_plugin_manager.load() == ["static"]
+    ping = sys.modules[dist.module].ping
+    assert [response for _, response in ping.send(None)] == ["static"]
+
+
+def test_registering_a_class_by_hand_says_to_register_an_instance(
+    tocsin_plugin_dist: Callable[..., PluginDistribution], tocsin_plugin_manager: PluginManager
+) -> None:
+    dist = tocsin_plugin_dist(ACME, name="acme", attribute="plugin")
+    module = __import__(dist.module)
+    with pytest.raises(PluginLoadError, match=r"e\.g\. register\(AcmePlugin\(\)\)") as caught:
+        tocsin_plugin_manager.register(module.AcmePlugin, name="by-hand")
+    assert "Nothing of it is connected." in str(caught.value)
+    assert "by-hand" not in tocsin_plugin_manager
+    assert module.ping.send(None) == []
+
 
 # -- a broken plugin is reported once ------------------------------------------------------
 

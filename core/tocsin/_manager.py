@@ -421,7 +421,10 @@ class PluginManager(Mapping[str, PluginInfo]):
             plugin.obj, plugin.declared, made = self._import(plugin, report)
         elif not plugin.declared:
             plugin.declared = _declared_by(plugin.obj, [])
+        needs_instance = _needs_instance(plugin)
         try:
+            if needs_instance is not None:
+                raise TypeError(needs_instance)
             if self._pm.is_blocked(name):
                 self._pm.unblock(name)
             self._pm.register(plugin.obj, name=name)
@@ -434,7 +437,10 @@ class PluginManager(Mapping[str, PluginInfo]):
                 for connection in made:
                     connection.drop()
                 plugin.obj = None
-            raise self._failed(plugin, error, "could not be registered", report, 4) from error
+            what = "could not be registered"
+            if needs_instance is not None:
+                what = "is a class where an instance is expected"
+            raise self._failed(plugin, error, what, report, 4) from error
         plugin.error = None
         self._connect(plugin)
         if made:
@@ -790,6 +796,40 @@ def failure_location(error: BaseException, packages: Iterable[str]) -> tuple[str
     if isinstance(error, SyntaxError) and error.filename and error.lineno:
         found = (error.filename, error.lineno)
     return found
+
+
+def _needs_instance(plugin: _Plugin) -> str | None:
+    """What is wrong with a plugin object that is a class whose ``@receiver`` methods
+    need an instance (registering the class would connect functions without a
+    ``self``), or None.  A class whose receivers are static or class methods is fine."""
+    cls = plugin.obj
+    if not isinstance(cls, type):
+        return None
+    seen: set[str] = set()
+    methods: list[str] = []
+    for klass in cls.__mro__:
+        for attribute, raw in vars(klass).items():
+            if attribute in seen:
+                continue
+            seen.add(attribute)
+            if isinstance(raw, types.FunctionType) and raw.__dict__.get("__tocsin_receivers__"):
+                methods.append(attribute)
+    if not methods:
+        return None
+    listed = ", ".join(sorted(methods))
+    entry = plugin.entry
+    if entry is None:
+        return (
+            f"{cls.__qualname__} is a class, and its receivers ({listed}) are methods, which "
+            f"need an instance: registering the class connects none of them. Register an "
+            f"instance instead, e.g. register({cls.__qualname__}())"
+        )
+    return (
+        f"{entry.value} is a class, and its receivers ({listed}) are methods, which need "
+        f"an instance: registering the class connects none of them. Point the entry point "
+        f'at an instance instead, e.g. {plugin.name} = "{entry.module}:plugin" with '
+        f"plugin = {cls.__qualname__}() in {entry.module}"
+    )
 
 
 def _packages_of(plugin: _Plugin) -> list[str]:
