@@ -6,6 +6,7 @@ the interpreter running the tests (the demo's plugins, say) stays out of the pic
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -14,6 +15,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+import tocsin
 
 GROUP = "tocsin.test-cli"
 
@@ -207,6 +210,25 @@ def test_doctor_reports_settings_that_name_unknown_plugins(site: Path, tmp_path:
     assert problem["problem"] == "unknown-plugin-name"
     assert problem["plugin"] == "acme-audti"
     assert problem["source"] == f"[tool.tocsin] in {tmp_path / 'pyproject.toml'}"
+
+
+def test_version_is_the_projects(tmp_path: Path) -> None:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - 3.10
+        import tomli as tomllib
+    root = Path(__file__).resolve().parent.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))["project"]["version"]
+    assert tocsin.__version__ == declared
+    assert importlib.metadata.version("tocsin") == declared
+    result = subprocess.run(
+        [sys.executable, "-m", "tocsin", "--version"], capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stdout) == (0, f"tocsin {declared}\n")
+    script = Path(sys.executable).with_name("tocsin")
+    if script.exists():
+        shown = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+        assert shown.stdout == f"tocsin {declared}\n"
 
 
 def test_unknown_command_is_a_usage_error(tmp_path: Path) -> None:

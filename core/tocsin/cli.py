@@ -4,6 +4,7 @@ tocsin plugins [--json]   each plugin: distribution, version, state, receivers
 tocsin signals [--json]   each known signal, its arguments, receivers and owners
 tocsin doctor  [--json]   broken plugins, name clashes, dispatch_uid conflicts,
                           receivers that do not fit their signal; exit 1 if any
+tocsin --version          the installed version (``tocsin.__version__``)
 """
 
 from __future__ import annotations
@@ -242,9 +243,12 @@ _COMMANDS = {"plugins": _plugins, "signals": _signals, "doctor": _doctor}
 
 def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = None) -> int:
     """Run the command; *manager* lets an application show its own live manager."""
+    from tocsin import __version__
+
     parser = argparse.ArgumentParser(
         prog="tocsin", description="Inspect tocsin plugins and signals."
     )
+    parser.add_argument("--version", action="version", version=f"tocsin {__version__}")
     parser.add_argument("--group", default=DEFAULT_GROUP, help="entry-point group of plugins")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, helptext in (
