@@ -1,6 +1,8 @@
-"""The `tocsin` command, run as a real subprocess over real installed plugin folders.
+"""The `tocsin` command, run as a real subprocess over real plugin distributions.
 
-The plugins are installed under a group of their own, so whatever else is installed in
+Each test writes small projects (a pyproject.toml and their modules) and has pip build
+and install them into a folder of its own, which the command gets on its path.  The
+plugins are in a group of their own (:data:`GROUP`), so whatever else is installed in
 the interpreter running the tests (the demo's plugins, say) stays out of the picture.
 """
 
@@ -12,44 +14,102 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import tocsin
+from tocsin.testing import pip_install
 
-GROUP = "tocsin.test-cli"
-
-
-def install(
-    site: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]
-) -> None:
-    """Write an installed distribution by hand: a dist-info folder and its modules."""
-    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    lines = [f"[{GROUP}]", *(f"{name} = {value}" for name, value in entry_points.items())]
-    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    for module, source in modules.items():
-        (site / f"{module}.py").write_text(textwrap.dedent(source))
+GROUP = "tocsin.test_cli"
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(site: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(site),
-        "TOCSIN_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    for variable in ("TOCSIN_DISABLED_PLUGINS", "TOCSIN_PLUGINS", "TOCSIN_DISABLE_PLUGIN_AUTOLOAD"):
-        env.pop(variable, None)
+class Site:
+    """Projects to build, and the folder pip installs them into (``.path``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / "site"
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.projects: list[Path] = []
+
+    def add(
+        self,
+        dist: str,
+        version: str,
+        entry_points: Mapping[str, str] | None = None,
+        modules: Mapping[str, str] | None = None,
+        *,
+        groups: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Site:
+        """A project declaring *entry_points* in GROUP (and *groups*: group -> points),
+        with top-level *modules* (name -> source)."""
+        project = self.root / "src" / dist
+        project.mkdir(parents=True)
+        tables = {GROUP: dict(entry_points or {}), **(groups or {})}
+        text = textwrap.dedent(
+            f"""\
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+
+            [project]
+            name = "{dist}"
+            version = "{version}"
+
+            [tool.setuptools]
+            py-modules = {json.dumps(sorted(modules or {}))}
+            """
+        )
+        for group, points in tables.items():
+            if points:
+                text += f'\n[project.entry-points."{group}"]\n'
+                text += "".join(f"{json.dumps(k)} = {json.dumps(v)}\n" for k, v in points.items())
+        (project / "pyproject.toml").write_text(text, encoding="utf-8")
+        for module, source in (modules or {}).items():
+            (project / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        self.projects.append(project)
+        return self
+
+    def build(self) -> Path:
+        pip_install(self.projects, self.path)
+        self.projects = []
+        return self.path
+
+
+def run(
+    site: Path,
+    tmp_path: Path,
+    *args: str,
+    group: str | None = GROUP,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TOCSIN_")}
+    environ.update(
+        PYTHONPATH=str(site), TOCSIN_CACHE_DIR=str(tmp_path / "cache"), PYTHONDONTWRITEBYTECODE="1"
+    )
+    environ.update(env or {})
+    options = ["--group", group] if group else []
     return subprocess.run(
-        [sys.executable, "-m", "tocsin", "--group", GROUP, *args],
-        env=env,
+        [sys.executable, "-m", "tocsin", *options, *args],
+        env=environ,
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
+        check=False,
     )
+
+
+def doctor(site: Path, tmp_path: Path, *args: str, **options: Any) -> list[dict[str, Any]]:
+    result = run(site, tmp_path, *args, "doctor", "--json", **options)
+    assert "Traceback" not in result.stderr, result.stderr
+    problems: list[dict[str, Any]] = json.loads(result.stdout)["doctor"]
+    assert result.returncode == (1 if problems else 0), result.stdout
+    return problems
 
 
 HEALTHY = """
@@ -61,13 +121,20 @@ HEALTHY = """
         return user
 """
 
+BROKEN = """\
+import json
+
+raise RuntimeError("no database configured")
+"""
+
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    path = tmp_path / "site"
-    path.mkdir()
-    install(path, "acme-audit", "2.1", {"acme-audit": "acme_audit"}, {"acme_audit": HEALTHY})
-    return path
+    return (
+        Site(tmp_path / "dists")
+        .add("acme-audit", "2.1", {"acme-audit": "acme_audit"}, {"acme_audit": HEALTHY})
+        .build()
+    )
 
 
 def test_plugins_lists_each_plugin_as_a_table_and_as_json(site: Path, tmp_path: Path) -> None:
@@ -95,29 +162,46 @@ def test_plugins_lists_each_plugin_as_a_table_and_as_json(site: Path, tmp_path: 
             "enabled": True,
             "loaded": True,
             "error": None,
+            "where": None,
             "receivers": 1,
         }
     ]
 
 
 def test_plugins_shows_a_disabled_plugin_as_not_loaded(site: Path, tmp_path: Path) -> None:
-    env_site = str(site)
-    result = subprocess.run(
-        [sys.executable, "-m", "tocsin", "--group", GROUP, "plugins", "--json"],
-        env={
-            **os.environ,
-            "PYTHONPATH": env_site,
-            "TOCSIN_DISABLED_PLUGINS": "acme-audit",
-            "TOCSIN_CACHE_DIR": str(tmp_path / "cache"),
-        },
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = run(site, tmp_path, "plugins", "--json", env={"TOCSIN_DISABLED_PLUGINS": "acme-audit"})
+    assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)["plugins"]
     assert (row["enabled"], row["loaded"], row["receivers"]) == (False, False, 0)
+
+
+def test_plugins_exits_1_and_shows_where_a_broken_plugin_failed(tmp_path: Path) -> None:
+    site = (
+        Site(tmp_path / "dists")
+        .add("acme-audit", "2.1", {"acme-audit": "acme_audit"}, {"acme_audit": HEALTHY})
+        .add("broken-plugin", "0.1", {"broken": "broken_plugin"}, {"broken_plugin": BROKEN})
+        .build()
+    )
+    source = site / "broken_plugin.py"
+    text = run(site, tmp_path, "plugins")
+    assert text.returncode == 1, text.stdout + text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[3].split()[:6] == ["broken", "broken-plugin", "0.1", "no", "no", "0"]
+    assert lines[3].endswith("RuntimeError: no database configured")
+    assert lines[-3:] == [
+        "broken plugins:",
+        "  broken: RuntimeError: no database configured",
+        f"      at {source}:3",
+    ]
+    assert "Traceback" not in text.stderr
+    assert "no database configured" not in text.stderr  # shown once, on stdout
+
+    result = run(site, tmp_path, "plugins", "--json")
+    assert result.returncode == 1
+    rows = {row["name"]: row for row in json.loads(result.stdout)["plugins"]}
+    assert rows["broken"]["error"] == "RuntimeError: no database configured"
+    assert rows["broken"]["where"] == {"file": str(source), "line": 3}
+    assert rows["acme-audit"]["error"] is None
 
 
 def test_signals_names_the_plugin_that_owns_each_receiver(site: Path, tmp_path: Path) -> None:
@@ -125,63 +209,176 @@ def test_signals_names_the_plugin_that_owns_each_receiver(site: Path, tmp_path: 
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     start = lines.index("tocsin.signals.auth.user_logged_in(request, user)")
-    assert lines[start + 1] == "    -> audit_login  [plugin acme-audit]"
+    assert lines[start + 1] == "    -> audit_login  [plugin acme-audit]  dispatch_uid='audit-login'"
 
     data = json.loads(run(site, tmp_path, "signals", "--json").stdout)["signals"]
     by_name = {item["signal"]: item for item in data}
     assert by_name["tocsin.signals.auth.user_logged_in"] == {
         "signal": "tocsin.signals.auth.user_logged_in",
+        "path": "tocsin.signals:user_logged_in",
         "arguments": ["request", "user"],
-        "receivers": [{"receiver": "audit_login", "plugin": "acme-audit"}],
+        "receivers": [
+            {
+                "receiver": "audit_login",
+                "plugin": "acme-audit",
+                "sender": None,
+                "dispatch_uid": "audit-login",
+                "priority": 0,
+                "async": False,
+            }
+        ],
     }
     assert by_name["tocsin.signals.db.connection_created"]["receivers"] == []
+
+
+SHOP = """
+    from tocsin import Signal
+
+    order_paid = Signal(providing_args=["order"], name="shop.order_paid")
+    refunded = Signal()  # unnamed: shown by its import path
+
+
+    class Shop:
+        pass
+
+
+    class Events:
+        shipped = Signal()  # named Events.shipped by its class
+"""
+
+SHOP_EXTRA = """
+    from tocsin import Signal
+
+    cancelled = Signal(name="shop.cancelled")
+"""
+
+SHOP_PLUGIN = """
+    from tocsin import receiver
+
+    import shop
+    from shop import Events, Shop, order_paid, refunded
+
+
+    @receiver(order_paid, sender=Shop, dispatch_uid=("acme", 1), priority=5)
+    def first(sender, order, **kwargs):
+        return "first"
+
+
+    @receiver(order_paid)
+    def second(sender, **kwargs):
+        return "second"
+
+
+    @receiver(refunded, sender="bank")
+    def on_refund(sender, **kwargs):
+        return "refund"
+
+
+    @receiver(Events.shipped, sender=7)
+    async def on_shipped(sender, **kwargs):
+        return "shipped"
+"""
+
+
+@pytest.fixture
+def shop_site(tmp_path: Path) -> Path:
+    return (
+        Site(tmp_path / "dists")
+        .add("shop-app", "1.0", None, {"shop": SHOP, "shopextra": SHOP_EXTRA})
+        .add("acme-shop", "1.0", {"acme-shop": "acme_shop"}, {"acme_shop": SHOP_PLUGIN})
+        .build()
+    )
+
+
+def test_signals_shows_senders_uids_priorities_and_the_applications_signals(
+    shop_site: Path, tmp_path: Path
+) -> None:
+    text = run(shop_site, tmp_path, "signals")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    start = lines.index("shop.order_paid(order)")
+    assert lines[start + 1 : start + 3] == [
+        "    -> first  [plugin acme-shop]  sender=shop:Shop  dispatch_uid=('acme', 1)  priority=5",
+        "    -> second  [plugin acme-shop]",
+    ]
+    start = lines.index("shop:refunded()")
+    assert lines[start + 1] == "    -> on_refund  [plugin acme-shop]  sender='bank'"
+    start = lines.index("Events.shipped()")
+    assert lines[start + 1] == "    -> on_shipped  [plugin acme-shop]  sender=7  async"
+    assert "shop.cancelled()" not in lines  # not imported by anything
+
+    data = json.loads(run(shop_site, tmp_path, "signals", "--json").stdout)["signals"]
+    by_name = {item["signal"]: item for item in data}
+    assert by_name["shop.order_paid"]["path"] == "shop:order_paid"
+    assert by_name["shop.order_paid"]["receivers"][0] == {
+        "receiver": "first",
+        "plugin": "acme-shop",
+        "sender": "shop:Shop",
+        "dispatch_uid": ["acme", 1],
+        "priority": 5,
+        "async": False,
+    }
+    assert by_name["Events.shipped"]["path"] == "shop:Events.shipped"
+    assert by_name["shop:refunded"]["receivers"][0]["sender"] == "bank"
+
+    # The application's own modules, named with --import (from the working folder too).
+    (tmp_path / "localsignals.py").write_text(
+        "from tocsin import Signal\n\nlocal = Signal(name='app.local')\n", encoding="utf-8"
+    )
+    text = run(shop_site, tmp_path, "--import", "shopextra", "--import", "localsignals", "signals")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[lines.index("shop.cancelled()") + 1] == "    (no receivers)"
+    assert "app.local()" in lines
+
+    failed = run(shop_site, tmp_path, "--import", "nowhere_to_be_found", "signals")
+    assert failed.returncode == 1
+    assert "import-error: cannot import 'nowhere_to_be_found' (given with --import): " in (
+        failed.stderr
+    )
+    assert "Traceback" not in failed.stderr
 
 
 def test_doctor_is_quiet_and_exits_0_when_all_is_well(site: Path, tmp_path: Path) -> None:
     result = run(site, tmp_path, "doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("No problems found (1 plugins")
-    assert json.loads(run(site, tmp_path, "doctor", "--json").stdout) == {"doctor": []}
+    assert doctor(site, tmp_path) == []
 
 
-def test_doctor_reports_every_kind_of_problem_and_exits_1(site: Path, tmp_path: Path) -> None:
-    install(
-        site,
-        "broken-plugin",
-        "0.1",
-        {"broken": "broken_plugin"},
-        {"broken_plugin": "raise RuntimeError('no database configured')\n"},
+def test_doctor_reports_every_kind_of_problem_and_exits_1(tmp_path: Path) -> None:
+    site = (
+        Site(tmp_path / "dists")
+        .add("acme-audit", "2.1", {"acme-audit": "acme_audit"}, {"acme_audit": HEALTHY})
+        .add("broken-plugin", "0.1", {"broken": "broken_plugin"}, {"broken_plugin": BROKEN})
+        .add(
+            "acme-audit-fork",
+            "9.9",
+            {"acme-audit": "acme_audit_fork"},
+            {"acme_audit_fork": HEALTHY},
+        )
+        .add(
+            "copycat",
+            "1.0",
+            {"copycat": "copycat"},
+            {
+                "copycat": """
+                from tocsin import receiver
+                from tocsin.signals import user_logged_in, post_save
+
+                @receiver(user_logged_in, dispatch_uid="audit-login")
+                def also_audit(sender, **kwargs):
+                    return None
+
+                @receiver(post_save)
+                def wants_colour(sender, instance, colour, **kwargs):
+                    return colour
+                """
+            },
+        )
+        .build()
     )
-    install(
-        site,
-        "acme-audit-fork",
-        "9.9",
-        {"acme-audit": "acme_audit_fork"},
-        {"acme_audit_fork": HEALTHY},
-    )
-    install(
-        site,
-        "copycat",
-        "1.0",
-        {"copycat": "copycat"},
-        {
-            "copycat": """
-        from tocsin import receiver
-        from tocsin.signals import user_logged_in, post_save
-
-        @receiver(user_logged_in, dispatch_uid="audit-login")
-        def also_audit(sender, **kwargs):
-            return None
-
-        @receiver(post_save)
-        def wants_colour(sender, instance, colour, **kwargs):
-            return colour
-    """
-        },
-    )
-    result = run(site, tmp_path, "doctor", "--json")
-    assert result.returncode == 1
-    problems = json.loads(result.stdout)["doctor"]
+    problems = doctor(site, tmp_path)
     kinds = sorted(p["problem"] for p in problems)
     assert kinds == [
         "broken-plugin",
@@ -190,10 +387,17 @@ def test_doctor_reports_every_kind_of_problem_and_exits_1(site: Path, tmp_path: 
         "receiver-arguments",
     ]
     by_kind = {p["problem"]: p for p in problems}
-    assert "no database configured" in by_kind["broken-plugin"]["message"]
+    source = site / "broken_plugin.py"
+    assert by_kind["broken-plugin"]["message"] == (
+        f"plugin 'broken' (broken-plugin) failed: RuntimeError: no database configured "
+        f"(at {source}:3)"
+    )
+    assert by_kind["broken-plugin"]["where"] == {"file": str(source), "line": 3}
     assert by_kind["duplicate-name"]["distributions"] == ["acme-audit", "acme-audit-fork"]
-    assert "'audit-login'" in by_kind["dispatch-uid-conflict"]["message"]
-    assert "audit_login (plugin acme-audit)" in by_kind["dispatch-uid-conflict"]["message"]
+    conflict = by_kind["dispatch-uid-conflict"]
+    assert "'audit-login'" in conflict["message"]
+    assert "audit_login (plugin acme-audit)" in conflict["message"]
+    assert conflict["dispatch_uid"] == "audit-login"  # the value, not its repr
     assert by_kind["receiver-arguments"]["parameters"] == ["colour"]
 
     text = run(site, tmp_path, "doctor")
@@ -204,12 +408,52 @@ def test_doctor_reports_every_kind_of_problem_and_exits_1(site: Path, tmp_path: 
 
 def test_doctor_reports_settings_that_name_unknown_plugins(site: Path, tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.tocsin]\ndisabled = ["acme-audti"]\n')
-    result = run(site, tmp_path, "doctor", "--json")
-    assert result.returncode == 1
-    (problem,) = json.loads(result.stdout)["doctor"]
+    (problem,) = doctor(site, tmp_path)
     assert problem["problem"] == "unknown-plugin-name"
     assert problem["plugin"] == "acme-audti"
     assert problem["source"] == f"[tool.tocsin] in {tmp_path / 'pyproject.toml'}"
+
+
+# -- configuration errors: a problem and exit 1, never a traceback -----------------------
+
+
+CONFIG_ERRORS = {
+    "bad-switch": (
+        {"TOCSIN_DISABLE_PLUGIN_AUTOLOAD": "maybe"},
+        None,
+        "Environment variable TOCSIN_DISABLE_PLUGIN_AUTOLOAD='maybe' is not a yes/no value",
+    ),
+    "empty-name": ({"TOCSIN_PLUGINS": "a,,b"}, None, "TOCSIN_PLUGINS='a,,b' has an empty"),
+    "unknown-key": (
+        {},
+        '[tool.tocsin]\ndisable = ["acme-audit"]\n',
+        "has unknown keys disable; known keys: autoload, disabled, plugins, strict",
+    ),
+    "malformed": ({}, "[tool.tocsin\nstrict = true\n", "is not valid TOML"),
+    "relative-cache": ({"TOCSIN_CACHE_DIR": "cache"}, None, "TOCSIN_CACHE_DIR"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_a_configuration_error_is_a_problem_not_a_traceback(
+    site: Path, tmp_path: Path, case: str
+) -> None:
+    env, table, says = CONFIG_ERRORS[case]
+    if table is not None:
+        (tmp_path / "pyproject.toml").write_text(table, encoding="utf-8")
+    problems = doctor(site, tmp_path, env=env)
+    assert [p["problem"] for p in problems] == ["configuration-error"]
+    assert says in problems[0]["message"]
+    for command in ("plugins", "signals", "doctor"):
+        result = run(site, tmp_path, command, env=env)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert says in result.stdout + result.stderr
+    result = run(site, tmp_path, "plugins", "--json", env=env)
+    assert json.loads(result.stdout)["errors"][0]["problem"] == "configuration-error"
+
+
+# -- the command itself ---------------------------------------------------------------------
 
 
 def test_version_is_the_projects(tmp_path: Path) -> None:
@@ -217,13 +461,10 @@ def test_version_is_the_projects(tmp_path: Path) -> None:
         import tomllib
     else:  # pragma: no cover - 3.10
         import tomli as tomllib
-    root = Path(__file__).resolve().parent.parent
-    declared = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))["project"]["version"]
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]["version"]
     assert tocsin.__version__ == declared
     assert importlib.metadata.version("tocsin") == declared
-    result = subprocess.run(
-        [sys.executable, "-m", "tocsin", "--version"], capture_output=True, text=True, check=False
-    )
+    result = run(tmp_path, tmp_path, "--version", group=None)
     assert (result.returncode, result.stdout) == (0, f"tocsin {declared}\n")
     script = Path(sys.executable).with_name("tocsin")
     if script.exists():
