@@ -453,6 +453,61 @@ def test_a_configuration_error_is_a_problem_not_a_traceback(
     assert json.loads(result.stdout)["errors"][0]["problem"] == "configuration-error"
 
 
+# -- entry points in a group tocsin does not read -----------------------------------------
+
+
+def test_doctor_reports_entry_points_in_a_group_close_to_tocsins(tmp_path: Path) -> None:
+    dists = Site(tmp_path / "dists")
+    near = {
+        "tocsin.plugin": "tocsin.plugins",
+        "tocsin_plugins": "tocsin.plugins",
+        "Tocsin.Plugins": "tocsin.plugins",
+        "tocsin.receivers": "tocsin.plugins.receivers",
+        "tocsin.plugins.receiver": "tocsin.plugins.receivers",
+    }
+    for number, wrong in enumerate(near):
+        module = f"near_miss_{number}"
+        dists.add(
+            f"near-miss-{number}",
+            "1.0",
+            None,
+            {module: "VALUE = 1\n"},
+            groups={wrong: {f"near{number}": module}},
+        )
+    # Not near: another project's group, and tocsin's own.
+    dists.add(
+        "far-away",
+        "1.0",
+        {"ok": "far_away"},
+        {"far_away": "VALUE = 1\n"},
+        groups={"myapp.plugins": {"far": "far_away"}, "tocsin.plugins": {"far": "far_away"}},
+    )
+    site = dists.build()
+    # A group setuptools will not write, written by hand as another backend might.
+    info = site / "hyphen_group-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hyphen-group\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[tocsin-plugins]\nhyphen = far_away\n")
+
+    problems = doctor(site, tmp_path, group=None)  # the default group, tocsin.plugins
+    misplaced = {p["group"]: p for p in problems if p["problem"] == "entry-point-group"}
+    assert {group: p["meant"] for group, p in misplaced.items()} == {
+        **near,
+        "tocsin-plugins": "tocsin.plugins",
+    }
+    problem = misplaced["tocsin_plugins"]
+    assert problem["distribution"] == "near-miss-1"
+    assert problem["entry_points"] == ["near1 = near_miss_1"]
+    assert problem["message"] == (
+        "distribution near-miss-1 declares entry points in group 'tocsin_plugins' "
+        "(near1 = near_miss_1), which tocsin does not read: did you mean 'tocsin.plugins'? "
+        'Rename the table to [project.entry-points."tocsin.plugins"] in its pyproject.toml '
+        "and reinstall it"
+    )
+    # With another group, the names close to that one are what doctor looks for.
+    assert [p for p in doctor(site, tmp_path) if p["problem"] == "entry-point-group"] == []
+
+
 # -- the command itself ---------------------------------------------------------------------
 
 

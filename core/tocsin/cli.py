@@ -32,6 +32,9 @@
     ``dispatch-uid-conflict`` a plugin receiver is not connected: its uid is taken
     ``receiver-arguments``   a receiver requires arguments its signal does not send
     ``unknown-plugin-name``  a setting names a plugin that is not installed
+    ``entry-point-group``    a distribution declares entry points in a group close
+                             to tocsin's (``tocsin_plugins``, ``tocsin.plugin``...),
+                             which tocsin does not read
 
 Every command reports a configuration error (exit status 1) rather than failing with a
 traceback.  ``--json`` prints plain JSON values: a ``dispatch_uid`` or sender that is a
@@ -416,6 +419,8 @@ def _doctor(report: _Report) -> _Result:
                     plugin=name,
                     source=source,
                 )
+    for misplaced in _near_miss_groups(manager.group):
+        problem("entry-point-group", misplaced.pop("message"), **misplaced)
     lines = [f"{p['problem']}: {p['message']}" for p in problems]
     if not problems:
         lines = [f"No problems found ({len(manager)} plugins, {len(report.signals)} signals)."]
@@ -447,6 +452,95 @@ def _unexpected_parameters(receiver: Callable[..., Any], provided: Sequence[str]
         and p.name not in ("sender", "signal")
         and p.name not in provided
     ]
+
+
+# -- doctor: entry points in a group tocsin does not read -------------------------------------
+
+
+def _normal(group: str) -> str:
+    """A group name with case and separators (``.``, ``-``, ``_``, spaces) unified."""
+    import re
+
+    return re.sub(r"[-_.\s]+", ".", group.strip().lower())
+
+
+def _closeness(wrong: str, family: str) -> tuple[float, str | None]:
+    """How close *wrong* is to the plugin group *family* or to its receivers group,
+    and which of the two it was probably meant to be: (1.0, group) when they differ
+    only in case and separators, (0, None) when not close at all."""
+    import difflib
+
+    from tocsin._discovery import RECEIVERS_SUFFIX
+
+    targets = {_normal(family): family, _normal(family + RECEIVERS_SUFFIX): family + ".receivers"}
+    normal, plugin_group = _normal(wrong), _normal(family)
+    if normal in targets:
+        return 1.0, targets[normal]
+    head, _, last = normal.rpartition(".")
+    if head and last in ("receivers", "receiver"):
+        # tocsin.receivers, tocsin_plugin.receivers: the receivers of the plugin group.
+        similar = difflib.SequenceMatcher(None, head, plugin_group).ratio()
+        if head == plugin_group.rpartition(".")[0] or similar >= 0.8:
+            return 0.95, family + RECEIVERS_SUFFIX
+    best: tuple[float, str | None] = (0.0, None)
+    for target, name in targets.items():
+        ratio = difflib.SequenceMatcher(None, normal, target).ratio()
+        if ratio >= 0.8 and ratio > best[0]:
+            best = (ratio, name)
+    return best
+
+
+def _meant(wrong: str, group: str) -> str | None:
+    """The group (*group*, or its receivers group) that *wrong* was probably meant to
+    be; None if it is closer to tocsin's default group than to *group* (a misspelt
+    ``tocsin.plugins`` is not this group's business)."""
+    families = [group] if group == DEFAULT_GROUP else [group, DEFAULT_GROUP]
+    scored = [_closeness(wrong, family) for family in families]
+    best = max(range(len(scored)), key=lambda index: scored[index][0])
+    return scored[0][1] if best == 0 else None
+
+
+def _near_miss_groups(group: str) -> list[dict[str, Any]]:
+    """Installed distributions with entry points in a group close to *group* (or to
+    its receivers group), which tocsin does not read: most likely a typo."""
+    from importlib import metadata
+
+    from tocsin._discovery import RECEIVERS_SUFFIX
+
+    targets = (group, group + RECEIVERS_SUFFIX)
+    real = {*targets, DEFAULT_GROUP, DEFAULT_GROUP + RECEIVERS_SUFFIX}
+    found: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for distribution in metadata.distributions():
+        try:
+            name = distribution.metadata["Name"] or "?"
+            points = list(distribution.entry_points)
+        except Exception:  # metadata that cannot be read: not this check's business
+            continue
+        groups: dict[str, list[str]] = {}
+        for point in points:
+            groups.setdefault(point.group, []).append(f"{point.name} = {point.value}")
+        for wrong, entries in sorted(groups.items()):
+            if wrong in real or (name, wrong) in seen:
+                continue
+            seen.add((name, wrong))
+            meant = _meant(wrong, group)
+            if meant is None:
+                continue
+            found.append(
+                {
+                    "message": f"distribution {name} declares entry points in group "
+                    f"{wrong!r} ({'; '.join(entries)}), which tocsin does not read: did "
+                    f"you mean {meant!r}? Rename the table to "
+                    f'[project.entry-points."{meant}"] in its pyproject.toml and '
+                    f"reinstall it",
+                    "distribution": name,
+                    "group": wrong,
+                    "meant": meant,
+                    "entry_points": entries,
+                }
+            )
+    return found
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
