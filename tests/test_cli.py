@@ -508,6 +508,90 @@ def test_doctor_reports_entry_points_in_a_group_close_to_tocsins(tmp_path: Path)
     assert [p for p in doctor(site, tmp_path) if p["problem"] == "entry-point-group"] == []
 
 
+# -- receivers declared in metadata ----------------------------------------------------------
+
+DECLARING = """
+    import pathlib
+
+    pathlib.Path(__file__).with_name("declaring-imported").write_text("yes")
+
+
+    def on_paid(sender, **kwargs):
+        return "paid"
+"""
+
+
+def test_doctor_checks_declared_receivers_without_importing_them(tmp_path: Path) -> None:
+    receivers = GROUP + ".receivers"
+    site = (
+        Site(tmp_path / "dists")
+        .add("shop-app", "1.0", None, {"shop": SHOP})
+        .add(
+            "declaring",
+            "1.0",
+            None,
+            {"declaring": DECLARING},
+            groups={
+                receivers: {
+                    "good shop:order_paid sender shop:Shop uid good:paid priority 3": (
+                        "declaring:on_paid"
+                    ),
+                    "typo shop:order_paid": "declaring:on_payd",
+                    "nosignal shop:order_pad": "declaring:on_paid",
+                    "nosender shop:order_paid sender shop:Shopp": "declaring:on_paid",
+                    "unreadable shop:order_paid colour red": "declaring:on_paid",
+                    "off shop:order_paid": "declaring:nothing_here",
+                }
+            },
+        )
+        .build()
+    )
+    env = {"TOCSIN_DISABLED_PLUGINS": "off"}
+    problems = doctor(site, tmp_path, env=env)
+    assert not (site / "declaring-imported").exists()  # the plugin's code never ran
+    found = sorted((p["problem"], p["plugin"], p.get("role")) for p in problems)
+    assert found == [
+        ("unreadable-declaration", "unreadable", None),
+        ("unresolved-declaration", "nosender", "sender"),
+        ("unresolved-declaration", "nosignal", "signal"),
+        ("unresolved-declaration", "off", "receiver"),  # checked though it is disabled
+        ("unresolved-declaration", "typo", "receiver"),
+    ]
+    by_plugin = {p["plugin"]: p for p in problems}
+    assert by_plugin["typo"]["message"] == (
+        f"plugin 'typo' (declaring) declares the receiver declaring:on_payd: "
+        f"{site / 'declaring.py'} defines no 'on_payd' (declared as: typo shop:order_paid = "
+        f"declaring:on_payd)"
+    )
+    assert by_plugin["nosignal"]["message"].startswith(
+        "plugin 'nosignal' (declaring) declares the signal shop:order_pad: module 'shop' has "
+        "no attribute 'order_pad'"
+    )
+    assert (
+        "after the signal come 'sender X', 'uid U' and 'priority N'"
+        in (by_plugin["unreadable"]["message"])
+    )
+
+    # The good declaration is listed by `tocsin plugins` and `tocsin signals`, unimported.
+    text = run(site, tmp_path, "signals", env=env)
+    lines = text.stdout.splitlines()
+    assert lines[lines.index("shop.order_paid(order)") + 1] == (
+        "    -> <declaring:on_paid, declared by plugin 'good', not imported yet>  "
+        "[plugin good]  sender=shop:Shop  dispatch_uid='good:paid'  priority=3"
+    )
+    assert not (site / "declaring-imported").exists()
+
+
+def test_doctor_reports_an_unusable_plugin_index(site: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "shared-cache"
+    cache.mkdir()
+    cache.chmod(0o777)
+    problems = doctor(site, tmp_path, env={"TOCSIN_CACHE_DIR": str(cache)})
+    assert [p["problem"] for p in problems] == ["plugin-index"]
+    assert problems[0]["message"].startswith(f"Ignoring the plugin index folder {cache}: ")
+    assert problems[0]["message"].endswith(f"Run: chmod go-w {cache}")
+
+
 # -- the command itself ---------------------------------------------------------------------
 
 

@@ -35,6 +35,10 @@
     ``entry-point-group``    a distribution declares entry points in a group close
                              to tocsin's (``tocsin_plugins``, ``tocsin.plugin``...),
                              which tocsin does not read
+    ``unreadable-declaration`` a receiver declared in metadata cannot be read
+    ``unresolved-declaration`` a declared receiver, signal or sender path does not
+                             resolve (checked without importing the plugin's code)
+    ``plugin-index``         the entry-point index cannot be used (every start scans)
 
 Every command reports a configuration error (exit status 1) rather than failing with a
 traceback.  ``--json`` prints plain JSON values: a ``dispatch_uid`` or sender that is a
@@ -353,10 +357,13 @@ def _doctor(report: _Report) -> _Result:
         problems.append({"problem": kind, "message": message, **details})
 
     manager = report.manager
+    declared = _check_declarations(manager, problem)
     for name in manager:
         info = manager[name]
         if info.error is None:
             continue
+        if name in declared and not info.loaded:
+            continue  # its declarations' problems are reported: they are why it failed
         where = _where(info)
         at = f" (at {where[0]}:{where[1]})" if where else ""
         problem(
@@ -421,6 +428,12 @@ def _doctor(report: _Report) -> _Result:
                 )
     for misplaced in _near_miss_groups(manager.group):
         problem("entry-point-group", misplaced.pop("message"), **misplaced)
+    from tocsin._discovery import cache_problems
+
+    said = {e["message"] for e in report.errors}
+    for reason in cache_problems(manager.group):
+        if reason not in said:  # a bad TOCSIN_CACHE_DIR is a configuration error already
+            problem("plugin-index", reason)
     lines = [f"{p['problem']}: {p['message']}" for p in problems]
     if not problems:
         lines = [f"No problems found ({len(manager)} plugins, {len(report.signals)} signals)."]
@@ -451,6 +464,75 @@ def _unexpected_parameters(receiver: Callable[..., Any], provided: Sequence[str]
         and p.default is inspect.Parameter.empty
         and p.name not in ("sender", "signal")
         and p.name not in provided
+    ]
+
+
+# -- doctor: receivers declared in metadata -------------------------------------------------
+
+
+def _check_declarations(manager: PluginManager, problem: Callable[..., None]) -> set[str]:
+    """Check every receiver declared in the group's metadata, enabled or not, without
+    importing plugin code; report what is wrong, and return the plugins concerned."""
+    from tocsin._declared import DeclarationError, parse_declaration, problems
+    from tocsin._discovery import discover
+
+    found = manager.last_discovery
+    if found is None:  # load() did not get as far as discovery (a configuration error)
+        try:
+            found = discover(manager.group, use_cache=False)
+        except PluginConfigError:
+            return set()
+    concerned: set[str] = set()
+    for entry in found.declared:
+        try:
+            declaration = parse_declaration(entry.name, entry.value)
+        except DeclarationError as error:
+            plugin = entry.name.split()[0] if entry.name.split() else entry.name
+            concerned.add(plugin)
+            problem(
+                "unreadable-declaration",
+                f"plugin {plugin!r} ({entry.distribution}): {error}",
+                plugin=plugin,
+                distribution=entry.distribution,
+                declaration=f"{entry.name} = {entry.value}",
+            )
+            continue
+        checks = [("receiver", declaration.receiver), ("signal", declaration.signal)]
+        if declaration.sender_is_path:
+            checks.append(("sender", str(declaration.sender)))
+        for role, path in checks:
+            reasons = _path_problems(declaration, path, problems)
+            for reason in reasons:
+                concerned.add(declaration.plugin)
+                problem(
+                    "unresolved-declaration",
+                    f"plugin {declaration.plugin!r} ({entry.distribution}) declares the "
+                    f"{role} {path}: {reason} (declared as: {declaration.source})",
+                    plugin=declaration.plugin,
+                    distribution=entry.distribution,
+                    role=role,
+                    path=path,
+                    declaration=declaration.source,
+                )
+    return concerned
+
+
+def _path_problems(declaration: Any, path: str, check: Callable[[Any], list[str]]) -> list[str]:
+    """What is wrong with *path* (``module:qualname``): from the live module if it is
+    imported already (the signals are, by load()), else from its source, unimported."""
+    module_name, _, qualname = path.partition(":")
+    module = sys.modules.get(module_name)
+    if module is not None:
+        obj: Any = module
+        for part in qualname.split("."):
+            if not hasattr(obj, part):
+                return [f"module {module_name!r} has no attribute {qualname!r}"]
+            obj = getattr(obj, part)
+        return []
+    prefix = f"{declaration.source}: "
+    return [
+        reason.removeprefix(prefix).rstrip(".")
+        for reason in check(declaration._replace(receiver=path))
     ]
 
 
@@ -581,7 +663,7 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
     for name, helptext in (
         ("plugins", "list installed plugins and their state; exit 1 if one is broken"),
         ("signals", "list known signals, their arguments and receivers"),
-        ("doctor", "check plugins and receivers; exit 1 if anything is wrong"),
+        ("doctor", "check plugins, declarations and receivers; exit 1 if anything is wrong"),
     ):
         command = commands.add_parser(name, help=helptext)
         command.add_argument("--json", action="store_true", help="print JSON")
@@ -597,7 +679,7 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
     report = _gather(
         manager if manager is not None else PluginManager(args.group),
         args.imports,
-        verify=False,
+        verify=args.command == "doctor",
     )
     result = _COMMANDS[args.command](report)
     errors = [] if args.command == "doctor" else report.errors  # doctor lists them itself
