@@ -13,6 +13,11 @@ Each setting comes from the first of these sources that sets it:
 A source replaces a setting, it does not add to it: ``TOCSIN_DISABLED_PLUGINS=x``
 disables exactly ``x``, whatever ``pyproject.toml`` lists.
 
+The allow-list decides what ``load()`` enables (:meth:`PluginSettings.wants`): only
+the plugins it names load, and every other one is treated as disabled — listed, never
+imported, and still enabled by an explicit ``enable()``.  A name both allowed and
+disabled stays disabled; with autoload off nothing loads.
+
 A value tocsin cannot use is a :class:`~tocsin.PluginConfigError` saying where it came
 from, never a guess: the yes/no variables take the words of :mod:`tocsin._switches`,
 a name list with an empty name in it (``a,,b``) is refused, and a ``pyproject.toml``

@@ -8,7 +8,7 @@ key          PluginManager option         value
 ============ ============================ ===================================
 ``autoload`` ``autoload``                 bool: import enabled plugins at all
 ``disabled`` ``disabled``                 list of plugin names never imported
-``plugins``  ``allowed``                  list of names: an allow-list
+``plugins``  ``allowed``                  list of names: only these load
 ``strict``   ``strict``                   bool: a plugin that fails raises
 ============ ============================ ===================================
 
