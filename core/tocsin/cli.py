@@ -1,49 +1,58 @@
 """The ``tocsin`` command: what is installed, what listens to what, and what is wrong.
 
-::
+Usage::
 
     tocsin [--group G] [--import MODULE ...] plugins [--json]
     tocsin [--group G] [--import MODULE ...] signals [--json]
     tocsin [--group G] [--import MODULE ...] doctor  [--json]
     tocsin --version
 
-``plugins``
-    each plugin: distribution, version, enabled, loaded, receivers, error; a plugin
-    that failed is shown with the file and line where it failed.  Exit status 1 if
-    any plugin is broken.
-``signals``
-    each known signal with its arguments and its receivers, in the order a send calls
-    them, each with its sender filter, ``dispatch_uid``, priority and plugin.  The
-    known signals are the catalogue (:mod:`tocsin.signals`), those plugins list
-    through the ``tocsin_signals`` hook, those any plugin receiver (imported or
-    declared) is connected to, every signal that is a module-level or class-level
-    attribute of a module imported at that point (which includes the application's
-    modules the plugins import, and those named with ``--import``), and any other
-    live signal that has receivers.
-``doctor``
-    every problem it can find, one line each; exit status 1 if there is any.  The
-    problems, by their ``problem`` name in ``--json``:
+``--group`` inspects another entry-point group than ``tocsin.plugins``; ``--import``
+imports a module of the application first (repeatable; the working folder is on the
+module path), as the application would before loading plugins.
 
-    ``configuration-error``  a setting tocsin cannot use (``TOCSIN_*`` variables,
-                             ``[tool.tocsin]`` in pyproject.toml); nothing is loaded
-    ``import-error``         a module given with ``--import`` cannot be imported
-    ``broken-plugin``        a plugin failed to load (with the file and line)
-    ``duplicate-name``       two distributions declare one plugin name
-    ``dispatch-uid-conflict`` a plugin receiver is not connected: its uid is taken
-    ``receiver-arguments``   a receiver requires arguments its signal does not send
-    ``unknown-plugin-name``  a setting names a plugin that is not installed
-    ``entry-point-group``    a distribution declares entry points in a group close
-                             to tocsin's (``tocsin_plugins``, ``tocsin.plugin``...),
-                             which tocsin does not read
-    ``unreadable-declaration`` a receiver declared in metadata cannot be read
-    ``unresolved-declaration`` a declared receiver, signal or sender path does not
-                             resolve (checked without importing the plugin's code)
-    ``plugin-index``         the entry-point index cannot be used (every start scans)
+``tocsin plugins`` lists each plugin: distribution, version, enabled, loaded,
+receivers, error; a plugin that failed is shown with the file and line where it failed
+(the last traceback frame in the plugin's own package).  Exit status 1 if any plugin
+is broken.
+
+``tocsin signals`` lists each known signal with its arguments and its receivers, in the
+order a send calls them, each with its sender filter, ``dispatch_uid``, priority and
+plugin.  The known signals are the catalogue (:mod:`tocsin.signals`), those plugins
+list through the ``tocsin_signals`` hook, those any plugin receiver (imported or
+declared) is connected to, every signal that is a module-level or class-level
+attribute of a module imported at that point (the application's modules its plugins
+import, and those named with ``--import``), and any other live signal that has
+receivers.  An unnamed signal is shown by its import path.
+
+``tocsin doctor`` prints every problem it finds, one a line, and exits with status 1
+if there is any.  It loads like ``load(verify=True)``.  The problems, by their
+``problem`` name in ``--json``:
+
+========================== ===============================================================
+problem                    what is wrong
+========================== ===============================================================
+configuration-error        a setting tocsin cannot use (a TOCSIN_* variable, [tool.tocsin]
+                           in pyproject.toml); no plugin is loaded
+import-error               a module given with --import cannot be imported
+broken-plugin              a plugin failed to load (with the file and line)
+duplicate-name             two distributions declare one plugin name
+dispatch-uid-conflict      a plugin's receiver is not connected: its dispatch_uid is taken
+receiver-arguments         a receiver requires arguments its signal does not send
+unknown-plugin-name        a setting names a plugin that is not installed
+entry-point-group          a distribution declares entry points in a group close to the
+                           plugin group or its receivers group (tocsin_plugins,
+                           tocsin.plugin, tocsin.receivers...), which tocsin does not read
+unreadable-declaration     a receiver declared in metadata cannot be read
+unresolved-declaration     a declared receiver, signal or sender path does not resolve
+                           (checked for every plugin, without importing plugin code)
+plugin-index               the entry-point index cannot be used (every start scans)
+========================== ===============================================================
 
 Every command reports a configuration error (exit status 1) rather than failing with a
-traceback.  ``--json`` prints plain JSON values: a ``dispatch_uid`` or sender that is a
-str, int, float, bool or None as itself, a tuple as a list, a class or function as its
-import path (``module:qualname``), anything else as its ``str()``.
+traceback.  ``--json`` prints plain JSON values: a ``dispatch_uid`` or sender that is
+a str, int, float, bool or None as itself, a tuple as a list, a class or function as
+its import path (``module:qualname``), anything else as its ``str()``.
 """
 
 from __future__ import annotations
