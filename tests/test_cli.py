@@ -203,6 +203,12 @@ def test_plugins_exits_1_and_shows_where_a_broken_plugin_failed(tmp_path: Path) 
     assert rows["broken"]["where"] == {"file": str(source), "line": 3}
     assert rows["acme-audit"]["error"] is None
 
+    # Strict mode makes load() raise; the command shows everything all the same.
+    strict = run(site, tmp_path, "plugins", env={"TOCSIN_STRICT_PLUGINS": "1"})
+    assert strict.returncode == 1
+    assert strict.stdout == text.stdout
+    assert "Traceback" not in strict.stderr
+
 
 def test_signals_names_the_plugin_that_owns_each_receiver(site: Path, tmp_path: Path) -> None:
     text = run(site, tmp_path, "signals")

@@ -192,3 +192,14 @@ def test_strict_mode_reports_by_the_error_alone(
     assert last.startswith("tocsin.PluginLoadError: Plugin 'broken' from ")
     assert "strict mode is on (PluginManager() arguments)" in last
     assert "unaffected" not in last
+
+
+def test_a_syntax_error_is_located_at_its_line(
+    tocsin_plugin_dist: Callable[..., PluginDistribution], tocsin_plugin_manager: PluginManager
+) -> None:
+    dist = tocsin_plugin_dist("VALUE = 1\n\ndef broken(:\n    pass\n", name="typo")
+    with pytest.warns(TocsinPluginWarning) as caught:
+        tocsin_plugin_manager.load()
+    [message] = [str(w.message) for w in caught]
+    assert ": SyntaxError: " in message
+    assert f"(at {dist.path / (dist.module + '.py')}:3)" in message
