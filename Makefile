@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench docs clean system-deps test-pythons \
+.PHONY: demo dist test lint typecheck pytest bench docs clean system-deps test-pythons \
 	django-suite django-suite-c django-suite-pure django-suite-stock
 
 # setup.py and the C source too: an editable install builds tocsin._speedups in place.
@@ -14,16 +14,38 @@ $(STAMP): pyproject.toml setup.py core/tocsin/_speedups.c
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make demo` has an environment of its own, .venv-demo, holding only what the demo
+# runs: tocsin (with its C send), pluggy (and tomli before Python 3.11), and the four
+# example plugins in plugins/, which are real distributions that pip builds and
+# installs. The venv gets no pip of its own (that saves seconds): $(PYTHON)'s pip
+# installs into it with --python (pip >= 22.3; else the venv gets one from ensurepip).
+# One setuptools in the venv builds tocsin and the plugins, instead of pip fetching a
+# fresh one into an isolated build environment for each of the five.
+DEMO_VENV     := .venv-demo
+DEMO_STAMP    := $(DEMO_VENV)/.installed
 PLUGINS       := $(wildcard plugins/*)
-PLUGINS_STAMP := $(VENV)/.plugins-installed
+DEMO_SOURCES  := pyproject.toml setup.py $(shell find core/tocsin plugins -type f \
+	-not -path '*/build/*' -not -path '*.egg-info/*' -not -name '*.pyc' -not -name '*.so')
 
-# The example plugins are real distributions: pip builds and installs them.
-$(PLUGINS_STAMP): $(STAMP) $(shell find plugins -type f -not -path '*/build/*' -not -name '*.pyc')
-	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(addprefix ./,$(PLUGINS))
-	touch $(PLUGINS_STAMP)
+$(DEMO_STAMP): $(DEMO_SOURCES)
+	@echo "Installing tocsin, pluggy and the example plugins into $(DEMO_VENV)/"
+	@[ -x $(DEMO_VENV)/bin/python ] || $(PYTHON) -m venv --without-pip $(DEMO_VENV)
+	@pip="$(PYTHON) -m pip --python $(DEMO_VENV)/bin/python"; \
+	$$pip --version >/dev/null 2>&1 || { pip="$(DEMO_VENV)/bin/python -m pip"; \
+		$$pip --version >/dev/null 2>&1 || $(DEMO_VENV)/bin/python -m ensurepip --default-pip >/dev/null; }; \
+	$$pip install --quiet 'setuptools>=70.1' && \
+	$$pip install --quiet --no-build-isolation . $(addprefix ./,$(PLUGINS))
+	@touch $@
 
-demo: $(PLUGINS_STAMP)
-	$(BIN)/python demo/app.py
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/python demo/app.py
+
+# tocsin's source distribution and wheel, in dist/ (built by `build` in an isolated
+# environment, as a release would be), then checked by twine: metadata and README.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 # Django's own test suite, with Django running on tocsin, is part of the tests (issue 12).
 test: lint typecheck pytest django-suite
@@ -37,7 +59,7 @@ typecheck: $(STAMP)
 
 # The whole suite on the C send (it must have been built), then the core modules again
 # on the pure-Python one, which is what installs without a C compiler get.
-CORE_TESTS := tests/test_send.py tests/test_registry.py tests/test_signal.py tests/test_signal_async.py \
+CORE_TESTS := tests/test_send.py tests/test_registry.py tests/test_signal_checks.py tests/test_signal.py tests/test_signal_async.py \
 	tests/test_signal_model.py tests/test_signal_threads.py tests/test_django_compat.py \
 	tests/test_testing_capture.py tests/test_error_messages.py
 pytest: $(STAMP)
@@ -49,7 +71,7 @@ pytest: $(STAMP)
 # with pip), on SQLite, on the C send and then on the pure one.  DJANGO_SUITE_ARGS are
 # passed on to Django's runtests.py (test labels, -v 2, -k ...); `make -k django-suite`
 # runs the pure send's half even when the C send's fails.
-DJANGO_SUITE_SPEC  ?= django>=5.2,<5.3
+DJANGO_SUITE_SPEC  ?= django==5.2.20
 DJANGO_SUITE_DIR   := .cache/django-suite
 DJANGO_SUITE_SRC   := $(DJANGO_SUITE_DIR)/src
 DJANGO_SUITE_FETCH := $(DJANGO_SUITE_DIR)/.fetched
@@ -120,4 +142,4 @@ system-deps:
 	else echo "not installing$$missing (needs root and apt-get): those tests will skip"; fi
 
 clean:
-	rm -rf $(VENV) .cache build core/*.egg-info core/tocsin/*.so .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_VENV) dist .cache build core/*.egg-info core/tocsin/*.so .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,7 @@ from typing import Any
 
 import tocsin
 from tocsin import Signal, receiver
+from tocsin._send import COMPILED
 from tocsin.cli import main as tocsin_command
 from tocsin.contrib.wsgi import SignalsMiddleware
 from tocsin.signals import post_save, user_logged_in, user_logged_out
@@ -50,6 +51,7 @@ def mail_receipt_again(sender: type, order: str, **kwargs: object) -> str:
 
 def part_one() -> None:
     print("== 1. Signals: a sender filter and a dispatch_uid ==")
+    print("(sends run in", "C, tocsin._speedups)" if COMPILED else "pure Python: no C compiler?)")
     for shop, order, amount in [(BookShop, "book-17", 12.5), (CoffeeShop, "latte-3", 3.2)]:
         print(f"{shop.__name__}: order_paid.send(order={order!r}, amount={amount})")
         for handler, response in order_paid.send(shop, order=order, amount=amount):

@@ -1,5 +1,6 @@
-"""The documentation's moving parts: bench/chart.py, the benchmarks page hook, and the
-catalogue page's coverage of the catalogue.  (`make docs` builds the site itself, with
+"""The documentation's moving parts: bench/chart.py, the benchmarks page hook, the
+griffe extension for Sphinx cross-reference roles, and the catalogue page's coverage of
+the catalogue.  (`make docs` builds the site itself, with
 `mkdocs build --strict`.)"""
 
 from __future__ import annotations
@@ -181,3 +182,47 @@ def test_every_docs_page_is_in_the_navigation() -> None:
     )
     missing = [page for page in pages if f": {page}" not in config]
     assert not missing, f"pages missing from mkdocs.yml's nav: {missing}"
+
+
+@pytest.fixture(scope="module")
+def xrefs() -> types.ModuleType:
+    return load(ROOT / "docs" / "_hooks" / "sphinx_xrefs.py", "tocsin_test_docs_xrefs")
+
+
+def test_sphinx_roles_become_mkdocstrings_cross_references(
+    xrefs: types.ModuleType, tmp_path: Path
+) -> None:
+    import griffe
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from pkg._impl import Thing, helper\n__all__ = ['Thing', 'helper']\n", encoding="utf-8"
+    )
+    (package / "_impl.py").write_text(
+        "class Thing:\n"
+        '    """See :meth:`run`, :class:`~pkg.Thing`, :py:func:`helper` and\n'
+        '    :class:`~sqlalchemy.orm.Session`; ``:class:`` alone stays."""\n'
+        "    def run(self):\n"
+        '        """Calls :func:`helper` and :meth:`Thing.run`."""\n'
+        "def helper():\n"
+        '    """Returns a :class:`Thing`."""\n',
+        encoding="utf-8",
+    )
+    extensions = griffe.load_extensions(xrefs.SphinxCrossReferences)
+    loaded = griffe.load("pkg", search_paths=[tmp_path], extensions=extensions)
+
+    def ref(path: str, title: str) -> str:
+        return f'<autoref identifier="{path}" optional><code>{title}</code></autoref>'
+
+    thing = loaded["_impl.Thing"].docstring.value
+    assert thing == (
+        f"See {ref('pkg._impl.Thing.run', 'run')}, {ref('pkg.Thing', 'Thing')}, "
+        f"{ref('pkg._impl.helper', 'helper')} and\n"
+        f"{ref('sqlalchemy.orm.Session', 'Session')}; ``:class:`` alone stays."
+    )
+    run = loaded["_impl.Thing.run"].docstring.value
+    helper_ref, run_ref = ref("pkg._impl.helper", "helper"), ref("pkg._impl.Thing.run", "Thing.run")
+    assert run == f"Calls {helper_ref} and {run_ref}."
+    helper = loaded["_impl.helper"].docstring.value
+    assert helper == f"Returns a {ref('pkg._impl.Thing', 'Thing')}."

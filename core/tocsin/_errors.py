@@ -33,11 +33,11 @@ class AsyncReceiversInLoopError(TocsinError, RuntimeError):
 
 
 class UnknownDispatchUidError(TocsinError, LookupError):
-    """``disconnect(dispatch_uid=...)`` named an id never connected to that signal.
+    """No longer raised: kept so that code catching it still imports.
 
-    An id that *was* connected and has since been disconnected is not an error
-    (``disconnect`` then returns False, as in Django), so teardown code may disconnect
-    twice; an id never seen is almost always a typo.
+    .. versionchanged:: 0.1 ``disconnect(dispatch_uid=...)`` of an id never connected
+       returns False, as in Django (whose own code disconnects uids it may never have
+       connected), instead of raising this (issue 12).
     """
 
 

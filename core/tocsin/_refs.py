@@ -29,7 +29,8 @@ __all__ = [
     "is_async_callable",
     "is_builtin_method",
     "receiver_identity",
-    "sender_key",
+    "required_arguments",
+    "sender_key_of",
     "strong_holder",
 ]
 
@@ -98,7 +99,7 @@ def strong_holder(obj: Callable[..., Any]) -> Holder:
     return itertools.repeat(obj).__next__
 
 
-def sender_key(sender: Any) -> Hashable:
+def sender_key_of(sender: Any) -> Hashable:
     """Return the key a sender is matched by: exact str by value, exact int by value
     (wrapped, so it cannot collide with an ``id()``), anything else by identity.
     """
@@ -149,6 +150,45 @@ def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return True
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+
+
+def required_arguments(receiver: Callable[..., Any]) -> list[str] | None:
+    """The parameters *receiver* cannot be called without when a signal calls it by
+    keyword: those with no default (positional-only ones included, which no keyword
+    can fill).  None when it cannot be introspected.
+
+    Plain functions and bound methods are read from their code object, as
+    :func:`accepts_kwargs` is; other callables through :func:`inspect.signature`.
+    """
+    target: Any = receiver
+    bound = isinstance(target, types.MethodType)
+    if bound:
+        target = target.__func__
+    if isinstance(target, types.FunctionType):
+        code = target.__code__
+        positional = list(code.co_varnames[: code.co_argcount])
+        keyword_only = code.co_varnames[
+            code.co_argcount : code.co_argcount + code.co_kwonlyargcount
+        ]
+        defaults = len(target.__defaults__ or ())
+        required = positional[: len(positional) - defaults]
+        if bound:
+            required = required[1:]  # self
+        kwdefaults = target.__kwdefaults__ or {}
+        return required + [name for name in keyword_only if name not in kwdefaults]
+    import inspect
+
+    try:
+        # Not through __wrapped__: a wrapper (functools.wraps, a DeferredReceiver) is
+        # what the signal calls, whatever the wrapped function takes.
+        signature = inspect.signature(receiver, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return None
+    return [
+        p.name
+        for p in signature.parameters.values()
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
 
 
 def _marked_async(obj: Any) -> bool:

@@ -49,7 +49,8 @@ from tocsin._refs import (
     is_async_callable,
     is_builtin_method,
     receiver_identity,
-    sender_key,
+    required_arguments,
+    sender_key_of,
     strong_holder,
 )
 from tocsin._send import COMPILED
@@ -63,6 +64,7 @@ __all__ = [
     "Registry",
     "Snapshot",
     "owned_by",
+    "validate_fit",
     "validate_options",
     "validate_receiver",
 ]
@@ -186,10 +188,10 @@ class Connection:
         """The sender this connection receives from (None: any sender)."""
         if self.sender_holder is not None:
             return self.sender_holder()
-        key = self.sender_key
-        if key is ANY_SENDER:
+        sender_key = self.sender_key
+        if sender_key is ANY_SENDER:
             return None
-        return key[1] if type(key) is tuple else key  # (int, n) or a str
+        return sender_key[1] if type(sender_key) is tuple else sender_key  # (int, n) or str
 
     def alive(self) -> bool:
         """Whether both the receiver and (for an identity sender) the sender still live."""
@@ -274,14 +276,18 @@ class Registry:
         "lock",
         "muted",
         "plans",
+        "provides",
         "send_cache",
         "signal",
         "uncached",
     )
 
-    def __init__(self, signal: object) -> None:
+    def __init__(self, signal: object, provides: frozenset[str] | None = None) -> None:
         #: The signal these connections belong to (named in errors, given to watchers).
         self.signal = signal
+        #: The named arguments the signal declares it sends (its ``providing_args``),
+        #: or None when it declares none: then any receiver with ``**kwargs`` fits.
+        self.provides = provides
         #: Guards every table below but the two caches, which are only ever replaced
         #: entry by entry (atomic dict operations) so that sends need no lock.
         self.lock = threading.Lock()
@@ -323,7 +329,7 @@ class Registry:
 
         The reference for the copy spelled out in :meth:`connect`; a test compares them.
         """
-        return ANY_SENDER if sender is None else sender_key(sender)
+        return ANY_SENDER if sender is None else sender_key_of(sender)
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -347,6 +353,8 @@ class Registry:
             validate_options(self.signal, dispatch_uid, priority)
             if not dispatch_uid:  # "" or 0: no uid at all, as Django's `if dispatch_uid:`
                 dispatch_uid = None
+        if self.provides is not None:
+            validate_fit(receiver, self.signal, self.provides)
         # Plain functions, by far the usual receiver, are answered from their code
         # flags; connecting tens of thousands of them must stay cheap.
         if type(receiver) is types.FunctionType:
@@ -368,15 +376,15 @@ class Registry:
         # thousands of connects at import time are common.
         sender_holder = None
         if sender is None:
-            skey: Hashable = ANY_SENDER
+            sender_key: Hashable = ANY_SENDER
         elif type(sender) is str:
-            skey = sender
+            sender_key = sender
         elif type(sender) is int:
-            skey = (int, sender)
+            sender_key = (int, sender)
         else:
-            skey = id(sender)
-            sender_holder = self._hold_sender(sender, skey)
-        lookup_key = (identity, skey)
+            sender_key = id(sender)
+            sender_holder = self._hold_sender(sender, sender_key)
+        lookup_key = (identity, sender_key)
         holder: Holder
         fast_holder: Holder
         if weak and type(receiver) is types.FunctionType:
@@ -403,7 +411,7 @@ class Registry:
                 self._remove_locked(existing)
             connection = _new_connection(Connection)
             connection.lookup_key = lookup_key
-            connection.sender_key = skey
+            connection.sender_key = sender_key
             connection.holder = holder
             connection.fast_holder = fast_holder
             connection.strong = strong
@@ -417,22 +425,22 @@ class Registry:
             self.connections[lookup_key] = connection
             # self._file_locked(connection) spelled out for the usual first connection
             # of a sender; a second one joining a first goes to the reference.
-            bucket = self._by_sender.get(skey)
+            bucket = self._by_sender.get(sender_key)
             if bucket is None:
-                self._by_sender[skey] = connection
+                self._by_sender[sender_key] = connection
             elif type(bucket) is dict:
                 bucket[lookup_key] = connection
             else:
                 self._file_locked(connection)
-            # self._invalidate_locked(skey) spelled out, for the same reason.
-            if skey is ANY_SENDER:
+            # self._invalidate_locked(sender_key) spelled out, for the same reason.
+            if sender_key is ANY_SENDER:
                 if self.send_cache:
                     self.send_cache.clear()
                 if self.plans:
                     self.plans.clear()
             else:
-                self.send_cache.pop(skey, None)
-                self.plans.pop(skey, None)
+                self.send_cache.pop(sender_key, None)
+                self.plans.pop(sender_key, None)
         finally:
             self.lock.release()
         if ownership is not None:
@@ -466,14 +474,14 @@ class Registry:
         ref.lookup_key = lookup_key
         return ref, None
 
-    def _hold_sender(self, sender: Any, skey: Hashable) -> Callable[[], Any]:
+    def _hold_sender(self, sender: Any, sender_key: Hashable) -> Callable[[], Any]:
         # A sender matched by identity must not be mistaken for a later object that
         # reuses its id(): watch it weakly, or keep it alive when it cannot be watched.
         try:
             ref = SenderRef(sender, self._on_sender_death)
         except TypeError:
             return strong_holder(sender)
-        ref.key = skey
+        ref.key = sender_key
         return ref
 
     # -- disconnecting ------------------------------------------------------------------
@@ -488,7 +496,7 @@ class Registry:
         """
         # self.sender_key(sender) and connection.serves(sender) spelled out, as in
         # connect(): each call is some 5% of a disconnect.
-        skey = ANY_SENDER if sender is None else sender_key(sender)
+        sender_key = ANY_SENDER if sender is None else sender_key_of(sender)
         if dispatch_uid:  # as in connect(), a falsy uid is no uid
             identity: Hashable = ("uid", dispatch_uid)
         elif type(receiver) is types.FunctionType:
@@ -502,7 +510,7 @@ class Registry:
         try:
             if self._dead_receivers or self._dead_senders:
                 self._purge_dead_locked()
-            connection = self.connections.get((identity, skey))
+            connection = self.connections.get((identity, sender_key))
             if connection is None:
                 return False
             holder = connection.sender_holder
@@ -520,10 +528,10 @@ class Registry:
     ) -> Connection | None:
         """The live connection of (*receiver* or *dispatch_uid*, *sender*), if it is
         *receiver*'s: with a ``dispatch_uid``, another receiver may hold it."""
-        skey = self.sender_key(sender)
+        sender_key = self.sender_key(sender)
         identity = ("uid", dispatch_uid) if dispatch_uid else receiver_identity(receiver)
         with self.lock:
-            connection = self.connections.get((identity, skey))
+            connection = self.connections.get((identity, sender_key))
         if connection is None or not connection.alive() or not connection.serves(sender):
             return None
         held = connection.holder()
@@ -618,47 +626,48 @@ class Registry:
 
     def _file_locked(self, connection: Connection) -> None:
         """Add *connection* to its sender's bucket."""
-        skey = connection.sender_key
-        bucket = self._by_sender.get(skey)
+        sender_key = connection.sender_key
+        bucket = self._by_sender.get(sender_key)
         if bucket is None:
-            self._by_sender[skey] = connection
+            self._by_sender[sender_key] = connection
         elif type(bucket) is dict:
             bucket[connection.lookup_key] = connection
         else:
             assert type(bucket) is Connection
-            self._by_sender[skey] = {bucket.lookup_key: bucket, connection.lookup_key: connection}
+            pair = {bucket.lookup_key: bucket, connection.lookup_key: connection}
+            self._by_sender[sender_key] = pair
 
     def _remove_locked(self, connection: Connection) -> None:
         """Forget a connection."""
         del self.connections[connection.lookup_key]
         if not self.connections and self._activity_watchers:
             self._emptied = True  # told to the watchers once the lock is released
-        skey = connection.sender_key
-        bucket = self._by_sender[skey]
+        sender_key = connection.sender_key
+        bucket = self._by_sender[sender_key]
         if bucket is connection:
-            del self._by_sender[skey]
+            del self._by_sender[sender_key]
         else:
             assert type(bucket) is dict
             del bucket[connection.lookup_key]
             if not bucket:
-                del self._by_sender[skey]
-        self._invalidate_locked(skey)
+                del self._by_sender[sender_key]
+        self._invalidate_locked(sender_key)
 
-    def _invalidate_locked(self, skey: Hashable) -> None:
-        """Drop cached receivers that a change for *skey* affects.
+    def _invalidate_locked(self, sender_key: Hashable) -> None:
+        """Drop cached receivers that a change for *sender_key* affects.
 
         Any-sender receivers are part of every sender's tuple, so a change to them
         starts the caches afresh: O(1) per change, and the next send per sender
         rebuilds once.  The caches are cleared in place: the send holds them.
         """
-        if skey is ANY_SENDER:
+        if sender_key is ANY_SENDER:
             if self.send_cache:
                 self.send_cache.clear()
             if self.plans:
                 self.plans.clear()
         else:
-            self.send_cache.pop(skey, None)
-            self.plans.pop(skey, None)
+            self.send_cache.pop(sender_key, None)
+            self.plans.pop(sender_key, None)
 
     # -- collected receivers and senders ------------------------------------------------
 
@@ -703,16 +712,16 @@ class Registry:
 
     def plan_for(self, sender: Any) -> Plan:
         """The receivers for *sender*, from the cache or freshly built (and cached)."""
-        key = sender_key(sender)
-        plan = self.plans.get(key)
+        sender_key = sender_key_of(sender)
+        plan = self.plans.get(sender_key)
         if plan is not None:
             return plan
         with self.lock:
             self._purge_dead_locked()
-            plan = self._build_plan_locked(sender, key)
-            if self.muted or (key not in self._by_sender and len(self.plans) >= CACHE_LIMIT):
+            plan = self._build_plan_locked(sender, sender_key)
+            if self.muted or (sender_key not in self._by_sender and len(self.plans) >= CACHE_LIMIT):
                 return plan
-            self.plans[key] = plan
+            self.plans[sender_key] = plan
             if not plan.asynchronous and not self.uncached and self._watch_locked(sender):
                 self.send_cache[id(sender)] = plan.sync
         return plan
@@ -741,9 +750,9 @@ class Registry:
         self._watchers[key] = watcher
         return True
 
-    def _build_plan_locked(self, sender: Any, key: Hashable) -> Plan:
+    def _build_plan_locked(self, sender: Any, sender_key: Hashable) -> Plan:
         connections = [c for c in _bucket_connections(self._by_sender.get(ANY_SENDER)) if c.alive()]
-        own = self._by_sender.get(key)
+        own = self._by_sender.get(sender_key)
         if own is not None:
             connections += [c for c in _bucket_connections(own) if c.alive() and c.serves(sender)]
         if not connections:
@@ -775,6 +784,13 @@ class Registry:
         with self.lock:
             connections = list(self.connections.values())
         return [c for c in connections if c.alive()]
+
+    def also_provides(self, *names: str) -> None:
+        """Count *names* as sent too, for the connect-time check, beyond the signal's
+        documented ``providing_args``: what some of its senders add (the catalogue's
+        signals get ``response=`` from Flask, ``origin=`` from Django, ...)."""
+        if self.provides is not None:
+            self.provides = self.provides | frozenset(names)
 
     def invalidate_all(self) -> None:
         """Drop every sender's cached receivers (Django's ``sender_receivers_cache.clear()``)."""
@@ -895,3 +911,29 @@ def validate_receiver(receiver: Any, signal: object) -> None:
             f"{describe(receiver)} does not; add **kwargs to its parameters to connect "
             f"it to {signal!r}."
         )
+
+
+def validate_fit(
+    receiver: Any, signal: object, provides: frozenset[str], *, unbound_method: bool = False
+) -> None:
+    """Raise a ``TypeError`` when *receiver* requires a named argument that *signal*
+    declares it never sends: it would fail at every send (issue 16).  With
+    *unbound_method*, the first parameter is the instance's, given when it is bound."""
+    required = required_arguments(receiver)
+    if required and unbound_method:
+        required = required[1:]
+    if not required:
+        return
+    missing = [name for name in required if name not in provides and name not in _ALWAYS_SENT]
+    if missing:
+        sent = ", ".join(sorted(provides)) or "no named arguments"
+        names = ", ".join(repr(name) for name in missing)
+        raise TypeError(
+            f"{describe(receiver)} requires {names}, which {signal!r} never sends (it "
+            f"sends signal, sender and {sent}). Give {'it' if len(missing) == 1 else 'them'}"
+            f" a default, or read {'it' if len(missing) == 1 else 'them'} from **kwargs."
+        )
+
+
+#: What every receiver is called with, whatever the signal declares.
+_ALWAYS_SENT = frozenset({"signal", "sender"})

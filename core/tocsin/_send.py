@@ -53,7 +53,7 @@ class PureSendCore:
         holders = self._send_cache.get(id(sender))
         waiting: list[Callable[..., Any]] = []
         if holders is None:
-            holders, waiting = self._receivers_for(sender, robust=False)
+            holders, waiting = self._receivers_for(sender, named, robust=False)
         responses = []
         for holder in holders:
             receiver = holder()
@@ -76,7 +76,7 @@ class PureSendCore:
         holders = self._send_cache.get(id(sender))
         waiting: list[Callable[..., Any]] = []
         if holders is None:
-            holders, waiting = self._receivers_for(sender, robust=True)
+            holders, waiting = self._receivers_for(sender, named, robust=True)
         responses = []
         for holder in holders:
             receiver = holder()
@@ -99,7 +99,7 @@ class PureSendCore:
         raise NotImplementedError
 
     def _receivers_for(
-        self, sender: Any, robust: bool
+        self, sender: Any, named: dict[str, Any], robust: bool
     ) -> tuple[tuple[Holder, ...], list[Callable[..., Any]]]:
         """The synchronous receivers' holders, and the live async receivers."""
         raise NotImplementedError

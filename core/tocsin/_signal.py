@@ -22,8 +22,16 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, final, over
 from tocsin._errors import AsyncReceiversInLoopError
 from tocsin._prototype import read_prototype
 from tocsin._refs import Holder, describe
-from tocsin._registry import Plan, Registry, Snapshot, validate_options, validate_receiver
+from tocsin._registry import (
+    Plan,
+    Registry,
+    Snapshot,
+    validate_fit,
+    validate_options,
+    validate_receiver,
+)
 from tocsin._send import PureSendCore, Responses
+from tocsin._switches import env_switch
 
 if TYPE_CHECKING:
     # Type checkers see the pure class, which declares what the C one implements.
@@ -50,6 +58,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("tocsin.dispatch")
+
+#: What a strict signal's send reads instead of its connection table: never empty, not
+#: a dict, so the C send and the pure one both go to the slow path, which checks.
+_ALWAYS_ASK: Any = frozenset({"strict"})
 
 ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
 ResultT = TypeVar("ResultT")
@@ -129,7 +141,11 @@ class Signal(SendCore):
     """A named event that receivers connect to and senders send.
 
     ``providing_args`` documents the arguments senders pass (Django's original form;
-    shown by the CLI and checked by ``tocsin doctor``).  ``use_caching`` is accepted for
+    shown by the CLI): a receiver that requires an argument the signal never sends is
+    refused when it connects.  With ``strict`` (default: the ``TOCSIN_DEBUG``
+    environment switch), a send that passes an argument ``providing_args`` does not
+    name is refused too; strict signals always take the slow path, so the checks cost
+    nothing to the others.  ``use_caching`` is accepted for
     compatibility with Django: tocsin always caches receivers per sender, correctly
     for every kind of sender.  ``name`` is used in messages and ``repr``; a signal
     declared as a class attribute is named after it when no name is given.
@@ -146,6 +162,8 @@ class Signal(SendCore):
         providing_args: Iterable[str] | None = None,
         use_caching: bool = False,
         name: str | None = None,
+        *,
+        strict: bool | None = None,
     ) -> None:
         if isinstance(providing_args, bool):  # Signal(True): Django's positional use_caching
             providing_args, use_caching = None, providing_args
@@ -172,11 +190,28 @@ class Signal(SendCore):
         self.name = name
         #: The connection table (see :mod:`tocsin._registry`): tocsin's own interface
         #: for plugin managers and test tools, not needed to use a signal.
-        self.registry = Registry(self)
+        self.registry = Registry(self, frozenset(args) if providing_args is not None else None)
         # The two tables the send reads, shared with the registry (which never
         # replaces them, only changes them in place).
         self._connections = self.registry.connections
         self._send_cache = self.registry.send_cache
+        if strict is None:
+            strict = providing_args is not None and env_switch("TOCSIN_DEBUG")
+        elif strict and providing_args is None:
+            raise TypeError(
+                f"Signal {name or '(unnamed)'!r}: strict=True checks sends against "
+                f"providing_args; give the signal its providing_args."
+            )
+        if strict:
+            # Every send of a strict signal goes the Python way, where its arguments
+            # are checked: the send never sees an empty table or a cached tuple.
+            self._connections = _ALWAYS_ASK
+            self.registry.uncached += 1
+
+    @property
+    def strict(self) -> bool:
+        """Whether sends are checked against ``providing_args`` (see the class)."""
+        return self._connections is _ALWAYS_ASK
 
     @classmethod
     def typed(cls, prototype: Callable[ArgsT, object]) -> TypedSignal[ArgsT]:
@@ -321,7 +356,7 @@ class Signal(SendCore):
         Cheaper than :meth:`has_listeners`, and meant for bridges that forward another
         library's signal only while someone here listens.
         """
-        return bool(self._connections)
+        return bool(self.registry.connections)
 
     def watch_activity(self, callback: Callable[[Signal], object]) -> None:
         """Call ``callback(signal)`` whenever the signal may have become active (its
@@ -350,7 +385,7 @@ class Signal(SendCore):
     def _send_slow(self, sender: Any, named: dict[str, Any], *, robust: bool) -> Responses:
         """The slow-path hook of the C send (see :class:`tocsin._send.PureSendCore`):
         a send whose sender has no entry in the send cache."""
-        holders, waiting = self._receivers_for(sender, robust)
+        holders, waiting = self._receivers_for(sender, named, robust)
         responses: Responses = []
         for holder in holders:
             receiver = holder()
@@ -370,14 +405,19 @@ class Signal(SendCore):
         return responses
 
     def _receivers_for(
-        self, sender: Any, robust: bool
+        self, sender: Any, named: dict[str, Any], robust: bool
     ) -> tuple[tuple[Holder, ...], list[Callable[..., Any]]]:
         """The synchronous receivers' holders for a send from *sender*, and the live
         async receivers, which the send runs to completion after them.
 
         Raises :class:`AsyncReceiversInLoopError`, before any receiver runs, when there
-        are async receivers and this thread runs an event loop.
+        are async receivers and this thread runs an event loop; and for a strict
+        signal, ``TypeError`` for an argument it does not declare.
         """
+        if self._connections is _ALWAYS_ASK:
+            self._check_arguments(named, "send_robust" if robust else "send")
+            if not self.registry.connections:
+                return (), []
         if self.registry.muted:
             return (), []
         plan = self.registry.plan_for(sender)
@@ -387,6 +427,16 @@ class Signal(SendCore):
             raise AsyncReceiversInLoopError(self._in_loop_message(plan, robust))
         waiting = [r for h in plan.asynchronous if (r := h()) is not None]
         return plan.sync, waiting
+
+    def _check_arguments(self, named: dict[str, Any], method: str) -> None:
+        undeclared = sorted(set(named) - set(self.providing_args))
+        if undeclared:
+            provides = ", ".join(self.providing_args)
+            raise TypeError(
+                f"{self!r}.{method}() got {', '.join(map(repr, undeclared))}, which the "
+                f"signal does not declare (its providing_args: {provides}). Fix the name, "
+                f"or add it to providing_args."
+            )
 
     def _in_loop_message(self, plan: Plan, robust: bool) -> str:
         names = ", ".join(describe(r) for h in plan.asynchronous if (r := h()) is not None)
@@ -490,7 +540,9 @@ class Signal(SendCore):
         return await self._asend(sender, named, robust=True)
 
     async def _asend(self, sender: Any, named: dict[str, Any], robust: bool) -> Responses:
-        if not self._connections or self.registry.muted:
+        if self._connections is _ALWAYS_ASK:
+            self._check_arguments(named, "asend_robust" if robust else "asend")
+        if not self.registry.connections or self.registry.muted:
             return []
         plan = self.registry.plan_for(sender)
         calling = [r for h in plan.sync if (r := h()) is not None]
@@ -677,11 +729,13 @@ def receiver(signal: Any, **options: Any) -> Callable[[ReceiverT], ReceiverT]:
     priority = options.get("priority", 0)
 
     def decorator(func: ReceiverT) -> ReceiverT:
+        skip_own = in_class_body(func)  # a method: connected once bound (see above)
         for item in own:
             validate_receiver(func, item)
             validate_options(item, dispatch_uid, priority)
+            if item.registry.provides is not None:
+                validate_fit(func, item, item.registry.provides, unbound_method=skip_own)
         marks = [ReceiverMark(item, sender, weak, dispatch_uid, priority) for item in own]
-        skip_own = in_class_body(func)
         for item in signals:
             if not (skip_own and isinstance(item, Signal)):
                 item.connect(func, **options)

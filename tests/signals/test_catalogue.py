@@ -307,7 +307,9 @@ def test_robust_send_logs_receiver_errors_without_secrets(
 
 
 def test_subclassing_keeps_the_signal_usable_elsewhere() -> None:
-    signal = CredentialsSignal(providing_args=["credentials"], name="custom.login_failed")
+    signal = CredentialsSignal(
+        providing_args=["credentials", "request"], name="custom.login_failed"
+    )
     seen: list[Any] = []
     with signal.connected_to(_sync_receivers(seen)):
         signal.send(None, credentials={"token": "x"}, request=None)

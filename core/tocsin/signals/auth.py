@@ -163,3 +163,9 @@ user_logged_out = Signal(
 user_login_failed = CredentialsSignal(
     providing_args=["credentials", "request"], name="tocsin.signals.auth.user_login_failed"
 )
+
+# What integrations send beyond the documented arguments, so that a receiver requiring
+# it is not refused at connect (the check of issue 16): the Flask bridge adds app= (the
+# Flask application) to Flask-Login's sends.
+user_logged_in.registry.also_provides("app")
+user_logged_out.registry.also_provides("app")

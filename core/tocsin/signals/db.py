@@ -20,3 +20,8 @@ __all__ = ["connection_created"]
 connection_created = Signal(
     providing_args=["connection"], name="tocsin.signals.db.connection_created"
 )
+
+# What integrations send beyond the documented arguments, so that a receiver requiring
+# it is not refused at connect (the check of issue 16): tocsin.contrib.sqlalchemy adds
+# using= (the engine's alias).
+connection_created.registry.also_provides("using")

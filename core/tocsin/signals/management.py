@@ -27,3 +27,9 @@ pre_migrate = Signal(providing_args=_MIGRATE_ARGS, name="tocsin.signals.manageme
 #: Sent after a migration run (even one that ran nothing); arguments as for
 #: ``pre_migrate``.  Receivers must not alter the schema.
 post_migrate = Signal(providing_args=_MIGRATE_ARGS, name="tocsin.signals.management.post_migrate")
+
+# What integrations send beyond the documented arguments, so that a receiver requiring
+# it is not refused at connect (the check of issue 16): Django's migrate command adds
+# stdout=.
+pre_migrate.registry.also_provides("stdout")
+post_migrate.registry.also_provides("stdout")

@@ -67,3 +67,9 @@ m2m_changed = Signal(
 
 #: Sent once a model class has been defined and registered.  ``sender``: the class.
 class_prepared = Signal(providing_args=[], name="tocsin.signals.models.class_prepared")
+
+# What integrations send beyond the documented arguments, so that a receiver requiring
+# it is not refused at connect (the check of issue 16): Django (4.1+) adds origin= to
+# the delete signals it sends.
+pre_delete.registry.also_provides("origin")
+post_delete.registry.also_provides("origin")

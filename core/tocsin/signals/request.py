@@ -39,3 +39,9 @@ request_finished = Signal(providing_args=[], name="tocsin.signals.request.reques
 got_request_exception = Signal(
     providing_args=["request"], name="tocsin.signals.request.got_request_exception"
 )
+
+# What integrations send beyond the documented arguments, so that a receiver requiring
+# it is not refused at connect (the check of issue 16): Flask's request_finished adds
+# response=, its got_request_exception exception=.
+request_finished.registry.also_provides("response")
+got_request_exception.registry.also_provides("exception")
