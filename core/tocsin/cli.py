@@ -1,6 +1,6 @@
 """The ``tocsin`` command: what is installed, what listens to what, and what is wrong.
 
-Usage::
+Usage:
 
     tocsin [--group G] [--import MODULE ...] plugins [--json]
     tocsin [--group G] [--import MODULE ...] signals [--json]
@@ -29,25 +29,25 @@ receivers.  An unnamed signal is shown by its import path.
 if there is any.  It loads like ``load(verify=True)``.  The problems, by their
 ``problem`` name in ``--json``:
 
-========================== ===============================================================
-problem                    what is wrong
-========================== ===============================================================
-configuration-error        a setting tocsin cannot use (a TOCSIN_* variable, [tool.tocsin]
-                           in pyproject.toml); no plugin is loaded
-import-error               a module given with --import cannot be imported
-broken-plugin              a plugin failed to load (with the file and line)
-duplicate-name             two distributions declare one plugin name
-dispatch-uid-conflict      a plugin's receiver is not connected: its dispatch_uid is taken
-receiver-arguments         a receiver requires arguments its signal does not send
-unknown-plugin-name        a setting names a plugin that is not installed
-entry-point-group          a distribution declares entry points in a group close to the
-                           plugin group or its receivers group (tocsin_plugins,
-                           tocsin.plugin, tocsin.receivers...), which tocsin does not read
-unreadable-declaration     a receiver declared in metadata cannot be read
-unresolved-declaration     a declared receiver, signal or sender path does not resolve
-                           (checked for every plugin, without importing plugin code)
-plugin-index               the entry-point index cannot be used (every start scans)
-========================== ===============================================================
+    ========================== ===============================================================
+    problem                    what is wrong
+    ========================== ===============================================================
+    configuration-error        a setting tocsin cannot use (a TOCSIN_* variable, [tool.tocsin]
+                               in pyproject.toml); no plugin is loaded
+    import-error               a module given with --import cannot be imported
+    broken-plugin              a plugin failed to load (with the file and line)
+    duplicate-name             two distributions declare one plugin name
+    dispatch-uid-conflict      a plugin's receiver is not connected: its dispatch_uid is taken
+    receiver-arguments         a receiver requires arguments its signal does not send
+    unknown-plugin-name        a setting names a plugin that is not installed
+    entry-point-group          a distribution declares entry points in a group close to the
+                               plugin group or its receivers group (tocsin_plugins,
+                               tocsin.plugin, tocsin.receivers...), which tocsin does not read
+    unreadable-declaration     a receiver declared in metadata cannot be read
+    unresolved-declaration     a declared receiver, signal or sender path does not resolve
+                               (checked for every plugin, without importing plugin code)
+    plugin-index               the entry-point index cannot be used (every start scans)
+    ========================== ===============================================================
 
 Every command reports a configuration error (exit status 1) rather than failing with a
 traceback.  ``--json`` prints plain JSON values: a ``dispatch_uid`` or sender that is
