@@ -180,7 +180,7 @@ def test_one_name_from_two_distributions_keeps_the_first_on_sys_path(
     assert f"Using {kept[0]}, the first on sys.path" in message
     assert str(path[0]) in message
     assert str(path[1]) in message
-    assert any(log[1] == "WARNING" and log[2] == message for log in result["logs"])
+    assert any(log[1] == "DEBUG" and log[2] == message for log in result["logs"])
 
 
 def test_a_hand_written_distribution_claiming_a_pip_built_plugins_name(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -536,20 +537,62 @@ PLUGIN_REMEDY = r"(fix|uninstall|TOCSIN_DISABLED_PLUGINS|disabled=)"
 
 def test_broken_plugin_message(inproc: Any) -> None:
     manager = inproc.manager(allowed=["broken-raise"])
-    with pytest.raises(PluginLoadError) as caught, pytest.warns(TocsinPluginWarning):
+    with pytest.raises(PluginLoadError) as caught:  # raised, not warned as well
         manager.load(strict=True)
     message = str(caught.value)
     assert caught.value.plugin == "broken-raise"
     for name in ("'broken-raise'", "tt-broken", "RuntimeError", "half way through"):
         assert name in message
     assert re.search(PLUGIN_REMEDY, message), message
+    # Where it failed: the plugin's own file and line.
+    half = inproc.module("tt_broken").__path__[0] + "/half.py"
+    assert f"(at {half}:18)" in message
+    # Strict mode stops the start: it says so, and where strict mode came from, rather
+    # than that the other plugins are unaffected.
+    assert "strict mode is on (load(strict=True))" in message
+    assert "unaffected" not in message
+    assert "carry on" not in message
+
+
+def test_broken_plugin_warning_without_strict_mode(inproc: Any) -> None:
+    manager = inproc.manager(allowed=["broken-raise"])
+    with pytest.warns(TocsinPluginWarning) as caught:
+        manager.load()
+    [message] = [str(w.message) for w in caught]
+    assert message.startswith("Plugin 'broken-raise' from tt-broken failed to import: ")
+    assert "It is disabled, and the other plugins carry on." in message
+    assert "strict" not in message
+    assert caught[0].filename == __file__  # points at the call of load()
+
+
+def test_strict_mode_names_where_it_was_switched_on(
+    inproc: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOCSIN_STRICT_PLUGINS", "yes")
+    manager = inproc.manager(allowed=["broken-raise"])
+    with pytest.raises(PluginLoadError) as caught:
+        manager.load()
+    assert "strict mode is on (environment TOCSIN_STRICT_PLUGINS)" in str(caught.value)
+
+
+def test_errors_name_exceptions_by_their_public_paths(inproc: Any) -> None:
+    assert PluginLoadError.__module__ == "tocsin"
+    shown = traceback.format_exception_only(PluginLoadError, PluginLoadError("boom", None))
+    assert shown == ["tocsin.PluginLoadError: boom\n"]
+    manager = inproc.manager(allowed=["broken-hook"])  # pluggy's error, from pluggy._manager
+    with pytest.raises(PluginLoadError) as caught:
+        manager.load(strict=True)
+    assert type(caught.value.__cause__).__module__.startswith("pluggy._")
+    assert ": pluggy.PluginValidationError: " in str(caught.value)
 
 
 def test_several_broken_plugins_message(inproc: Any) -> None:
     manager = inproc.manager(allowed=["broken-raise", "broken-missing"])
-    with pytest.raises(PluginLoadError) as caught, pytest.warns(TocsinPluginWarning):
+    with pytest.raises(PluginLoadError) as caught:
         manager.load(strict=True)
     message = str(caught.value)
+    assert "strict mode is on" in message
+    assert "unaffected" not in message
     for name in ("'broken-missing'", "'broken-raise'", "RuntimeError", "ModuleNotFoundError"):
         assert name in message
     assert re.search(PLUGIN_REMEDY, message), message

@@ -237,7 +237,7 @@ import flask
 
 from tocsin.contrib.flask import Tocsin
 
-warnings.simplefilter("ignore")
+warnings.simplefilter("default")  # the broken plugin's TocsinPluginWarning, on stderr
 app = flask.Flask("hostile")
 app.config["TOCSIN"] = {"plugins": sys.argv[1:]}
 extension = Tocsin(app)

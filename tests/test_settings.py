@@ -581,4 +581,4 @@ def test_unknown_plugin_names_are_reported_with_their_source(
         f"'tocsintest.plugins'. Known plugins: {', '.join(ALL_NAMES)}."
     ]
     assert not [w for w in result["warnings"] if "'alpha'" in w and "not installed" in w]
-    assert any(log[1] == "WARNING" and log[2] == unknown[0] for log in result["logs"])
+    assert any(log[1] == "DEBUG" and log[2] == unknown[0] for log in result["logs"])

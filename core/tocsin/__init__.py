@@ -25,6 +25,10 @@ from tocsin._errors import (
 )
 from tocsin._signal import ReceiverMark, Signal, TypedSignal, receiver
 
+#: The installed version; kept equal to pyproject.toml's ``version`` (a test checks), so
+#: that reading it costs no metadata lookup.  ``tocsin --version`` prints it.
+__version__ = "0.1.0"
+
 if TYPE_CHECKING:
     from typing import Any
 

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from tocsin._registry import Connection
 
-__all__ = ["DEFAULT_GROUP", "PluginManager", "plugin_imports"]
+__all__ = ["DEFAULT_GROUP", "PluginManager", "failure_location", "plugin_imports", "public_name"]
 
 logger = logging.getLogger("tocsin.plugins")
 
@@ -194,6 +194,8 @@ class PluginManager(Mapping[str, PluginInfo]):
         # Every plugin is registered (and every disabled name blocked) here.
         self._pm: pluggy.PluginManager = _new_pluggy_manager()
         self.last_discovery: Discovery | None = None
+        # Where strict mode comes from, while a strict load() runs (for its messages).
+        self._strict_source: str | None = None
 
     def __repr__(self) -> str:
         enabled = sum(p.enabled for p in self._plugins.values())
@@ -258,7 +260,22 @@ class PluginManager(Mapping[str, PluginInfo]):
         """
         with self._lock:
             settings = self.settings()
-            strict = settings.strict if strict is None else strict
+            if strict is None:
+                strict, strict_source = settings.strict, settings.sources.get("strict", "")
+            else:
+                strict_source = f"load(strict={strict!r})"
+            # A strict load raises its failures: they are reported by that, not warned.
+            report = not strict
+            self._strict_source = strict_source if strict else None
+            try:
+                return self._load(settings, strict, report, verify)
+            finally:
+                self._strict_source = None
+
+    def _load(
+        self, settings: PluginSettings, strict: bool, report: bool, verify: bool
+    ) -> list[str]:
+        with self._lock:
             found = discover(self.group, use_cache=self._use_cache)
             self.last_discovery = found
             self._report_clashes(found)
@@ -281,13 +298,13 @@ class PluginManager(Mapping[str, PluginInfo]):
                 try:
                     if name in unreadable:
                         error = DeclarationError("; ".join(unreadable[name]))
-                        raise self._failed(plugin, error, "declares receivers wrongly", True)
+                        raise self._failed(plugin, error, "declares receivers wrongly", report)
                     if verify and plugin.declarations:
                         found_problems = [p for d in plugin.declarations for p in problems(d)]
                         if found_problems:
                             error = DeclarationError("; ".join(found_problems))
-                            raise self._failed(plugin, error, "failed verification", True)
-                    self._enable(plugin)
+                            raise self._failed(plugin, error, "failed verification", report)
+                    self._enable(plugin, report)
                 except PluginLoadError as error:
                     failures.append(error)
                 else:
@@ -297,11 +314,13 @@ class PluginManager(Mapping[str, PluginInfo]):
             if len(failures) == 1:
                 raise failures[0]
             details = "; ".join(
-                f"{f.plugin!r}: {type(f.__cause__).__name__}: {f.__cause__}" for f in failures
+                f"{f.plugin!r}: {public_name(type(f.__cause__))}: {f.__cause__}" for f in failures
             )
             raise PluginLoadError(
-                f"{len(failures)} plugins failed to load ({details}). Fix or uninstall them, "
-                f"or list them in TOCSIN_DISABLED_PLUGINS to load the others.",
+                f"{len(failures)} plugins failed to load ({details}). load() raises this "
+                f"because strict mode is on ({self._strict_source}); the plugins that did "
+                f"load stay loaded. Fix or uninstall them, or list them in "
+                f"TOCSIN_DISABLED_PLUGINS to start without them.",
                 None,
                 failures,
             )
@@ -438,6 +457,10 @@ class PluginManager(Mapping[str, PluginInfo]):
                         plugin.declared = _declared_by(plugin.obj, recorded)
             finally:
                 declared_receivers.reset(token)
+            needs_instance = _needs_instance(plugin)
+            if needs_instance is not None:
+                what = "is a class where an instance is expected"
+                raise TypeError(needs_instance)
             what = "could not be registered"
             if self._pm.is_blocked(name):
                 self._pm.unblock(name)
@@ -522,19 +545,35 @@ class PluginManager(Mapping[str, PluginInfo]):
     def _failed(
         self, plugin: _Plugin, error: BaseException, what: str, report: bool, depth: int = 5
     ) -> PluginLoadError:
-        """Record and report a failure; *depth* is the stack level of load()'s caller."""
+        """Record a failure and make its error; *report* it (once, as a warning) unless
+        the caller raises it instead.  (*depth* is no longer used: the warning points at
+        the first caller outside tocsin.)
+
+        The warning is the one channel that shows by default: the log record under
+        ``tocsin.plugins`` (with the traceback) is at DEBUG, so that logging's
+        last-resort handler does not print the failure a second time."""
         plugin.error = error
         origin = f" from {plugin.entry.distribution}" if plugin.entry else ""
-        message = (
-            f"Plugin {plugin.name!r}{origin} {what}: {type(error).__name__}: {error}. "
-            f"It is disabled; the other plugins are unaffected. Fix or uninstall it, or "
-            f"list it in TOCSIN_DISABLED_PLUGINS to stop loading it."
-        )
+        location = failure_location(error, _packages_of(plugin))
+        at = f" (at {location[0]}:{location[1]})" if location else ""
+        head = f"Plugin {plugin.name!r}{origin} {what}: {public_name(type(error))}: {error}{at}."
+        if self._strict_source is not None:
+            tail = (
+                f" load() raises this because strict mode is on ({self._strict_source}); "
+                f"the plugins that did load stay loaded. Fix or uninstall it, or list it "
+                f"in TOCSIN_DISABLED_PLUGINS to start without it."
+            )
+        elif plugin.entry is None and not plugin.declarations:
+            tail = " Nothing of it is connected."  # registered by hand: register() raises
+        else:
+            tail = (
+                " It is disabled, and the other plugins carry on. Fix or uninstall it, or "
+                "list it in TOCSIN_DISABLED_PLUGINS to stop loading it."
+            )
+        message = head + tail
         if report:
-            import warnings
-
-            logger.warning(message, exc_info=error)
-            warnings.warn(message, TocsinPluginWarning, stacklevel=depth)
+            logger.debug("%s", message, exc_info=error)
+            _warn(message)
         return PluginLoadError(message, plugin.name)
 
     def _connect(self, plugin: _Plugin) -> None:
@@ -753,10 +792,8 @@ class PluginManager(Mapping[str, PluginInfo]):
         if key in self._reported:
             return
         self._reported.add(key)
-        import warnings
-
-        logger.warning(message)
-        warnings.warn(message, TocsinPluginWarning, stacklevel=4)
+        logger.debug("%s", message)  # the warning is what shows; see _failed()
+        _warn(message)
 
     def _report_clashes(self, found: Discovery) -> None:
         for kept, ignored in found.clashes:
@@ -796,6 +833,107 @@ def plugin_imports(manager: PluginManager) -> list[tuple[str, list[tuple[str, st
             modules = dict.fromkeys(declaration.module for declaration, _ in declared)
             targets[name] = [(module, None) for module in modules]
     return [(name, targets[name]) for name in sorted(targets) if settings.wants(name)]
+
+
+def _warn(message: str) -> None:
+    """Issue a :class:`TocsinPluginWarning` pointing at the first frame outside tocsin
+    (the application's call of ``load()``, ``enable()`` or the send)."""
+    import warnings
+
+    level = 2
+    frame = sys._getframe(1)
+    while frame.f_back is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != "tocsin" and not module.startswith("tocsin."):
+            break
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, TocsinPluginWarning, stacklevel=level)
+
+
+def public_name(kind: type) -> str:
+    """How to write an exception class where users import it from: ``RuntimeError``,
+    ``tocsin.PluginLoadError`` (its ``__module__`` says so), ``pluggy.PluginValidationError``
+    (the shortest package that exports it), else ``module.Qualname``."""
+    module, qualname = kind.__module__, kind.__qualname__
+    if module == "builtins":
+        return qualname
+    parts = module.split(".")
+    for depth in range(1, len(parts)):
+        package = sys.modules.get(".".join(parts[:depth]))
+        if package is not None and getattr(package, qualname, None) is kind:
+            return f"{package.__name__}.{qualname}"
+    return f"{module}.{qualname}"
+
+
+def failure_location(error: BaseException, packages: Iterable[str]) -> tuple[str, int] | None:
+    """Where in the plugin's own code *error* happened: (file, line) of the last
+    traceback frame in one of *packages* (a :class:`SyntaxError`: the line it points
+    at), or None if the failure is outside them (a module that is not installed)."""
+    roots = tuple(packages)
+
+    def ours(module: object) -> bool:
+        return isinstance(module, str) and any(
+            module == root or module.startswith(root + ".") for root in roots
+        )
+
+    found: tuple[str, int] | None = None
+    import traceback
+
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        if ours(frame.f_globals.get("__name__")):
+            found = (frame.f_code.co_filename, line)
+    if isinstance(error, SyntaxError) and error.filename and error.lineno:
+        found = (error.filename, error.lineno)
+    return found
+
+
+def _needs_instance(plugin: _Plugin) -> str | None:
+    """What is wrong with a plugin object that is a class whose ``@receiver`` methods
+    need an instance (registering the class would connect functions without a
+    ``self``), or None.  A class whose receivers are static or class methods is fine."""
+    cls = plugin.obj
+    if not isinstance(cls, type):
+        return None
+    seen: set[str] = set()
+    methods: list[str] = []
+    for klass in cls.__mro__:
+        for attribute, raw in vars(klass).items():
+            if attribute in seen:
+                continue
+            seen.add(attribute)
+            if isinstance(raw, types.FunctionType) and raw.__dict__.get("__tocsin_receivers__"):
+                methods.append(attribute)
+    if not methods:
+        return None
+    listed = ", ".join(sorted(methods))
+    entry = plugin.entry
+    if entry is None:
+        return (
+            f"{cls.__qualname__} is a class, and its receivers ({listed}) are methods, which "
+            f"need an instance: registering the class connects none of them. Register an "
+            f"instance instead, e.g. register({cls.__qualname__}())"
+        )
+    return (
+        f"{entry.value} is a class, and its receivers ({listed}) are methods, which need "
+        f"an instance: registering the class connects none of them. Point the entry point "
+        f'at an instance instead, e.g. {plugin.name} = "{entry.module}:plugin" with '
+        f"plugin = {cls.__qualname__}() in {entry.module}"
+    )
+
+
+def _packages_of(plugin: _Plugin) -> list[str]:
+    """The top-level packages of a plugin's code: its entry point's and its declared
+    receivers' (a plugin registered by hand: its object's module)."""
+    modules = [d.module for d in plugin.declarations]
+    obj = plugin.obj
+    if plugin.entry is not None:
+        modules.append(plugin.entry.module)
+    elif isinstance(obj, types.ModuleType):
+        modules.append(obj.__name__)
+    elif obj is not None:
+        modules.append(getattr(obj if isinstance(obj, type) else type(obj), "__module__", ""))
+    return sorted({m.partition(".")[0] for m in modules if m})
 
 
 def _names_argument(names: Iterable[str] | None) -> Any:

@@ -13,6 +13,11 @@ Each setting comes from the first of these sources that sets it:
 A source replaces a setting, it does not add to it: ``TOCSIN_DISABLED_PLUGINS=x``
 disables exactly ``x``, whatever ``pyproject.toml`` lists.
 
+The allow-list decides what ``load()`` enables (:meth:`PluginSettings.wants`): only
+the plugins it names load, and every other one is treated as disabled — listed, never
+imported, and still enabled by an explicit ``enable()``.  A name both allowed and
+disabled stays disabled; with autoload off nothing loads.
+
 A value tocsin cannot use is a :class:`~tocsin.PluginConfigError` saying where it came
 from, never a guess: the yes/no variables take the words of :mod:`tocsin._switches`,
 a name list with an empty name in it (``a,,b``) is refused, and a ``pyproject.toml``
@@ -42,6 +47,8 @@ ENV_ALLOWED = "TOCSIN_PLUGINS"
 ENV_STRICT = "TOCSIN_STRICT_PLUGINS"
 
 _TABLE_KEYS = {"autoload", "disabled", "plugins", "strict"}
+#: Each setting's key in ``[tool.tocsin]`` and in a framework's ``TOCSIN`` dict.
+_KEY_OF = {"autoload": "autoload", "disabled": "disabled", "allowed": "plugins", "strict": "strict"}
 
 
 @dataclass(frozen=True)
@@ -75,8 +82,16 @@ def resolve_settings(
     strict: bool | None = None,
     pyproject: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    origin: str | None = None,
 ) -> PluginSettings:
-    """Merge the sources in precedence order (see the module docstring)."""
+    """Merge the sources in precedence order (see the module docstring).
+
+    *origin* names where the code arguments came from when they are a framework's
+    settings dict (``"settings.TOCSIN"``): each setting's source is then that dict's
+    key (``settings.TOCSIN['disabled']``) rather than ``PluginManager() arguments``.
+    ``{key}`` in *origin* says where the key goes (``"app.config['TOCSIN']{key} of
+    Flask app 'shop'"``); without it, the key is appended.
+    """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {"autoload": True, "disabled": frozenset(), "allowed": None}
     values["strict"] = False
@@ -97,11 +112,11 @@ def resolve_settings(
     for setting, value in (("autoload", autoload), ("strict", strict)):
         if value is not None:
             values[setting] = _as_bool(value, f"{code}: {setting}")
-            sources[setting] = code
+            sources[setting] = _code_source(origin, setting)
     for setting, names in (("disabled", disabled), ("allowed", allowed)):
         if names is not None:
             values[setting] = _as_names(names, f"{code}: {setting}")
-            sources[setting] = code
+            sources[setting] = _code_source(origin, setting)
 
     if env.get(ENV_AUTOLOAD_OFF) is not None:
         values["autoload"] = not parse_switch(ENV_AUTOLOAD_OFF, env[ENV_AUTOLOAD_OFF])
@@ -115,6 +130,14 @@ def resolve_settings(
             sources[setting] = f"environment {variable}"
 
     return PluginSettings(sources=sources, **values)
+
+
+def _code_source(origin: str | None, setting: str) -> str:
+    """Where a code argument came from, in messages: see resolve_settings()."""
+    if not origin:
+        return "PluginManager() arguments"
+    key = f"[{_KEY_OF[setting]!r}]"
+    return origin.replace("{key}", key) if "{key}" in origin else origin + key
 
 
 def _env_names(variable: str, raw: str) -> frozenset[str]:

@@ -8,7 +8,7 @@ key          PluginManager option         value
 ============ ============================ ===================================
 ``autoload`` ``autoload``                 bool: import enabled plugins at all
 ``disabled`` ``disabled``                 list of plugin names never imported
-``plugins``  ``allowed``                  list of names: an allow-list
+``plugins``  ``allowed``                  list of names: only these load
 ``strict``   ``strict``                   bool: a plugin that fails raises
 ============ ============================ ===================================
 
@@ -58,7 +58,9 @@ _OPTION_FOR = {
 def plugin_options(config: object, where: str) -> dict[str, Any]:
     """Check a TOCSIN dict and return the PluginManager options it sets.
 
-    *where* names the dict in messages (``"settings.TOCSIN"``).  None means an empty
+    *where* names the dict in messages (``"settings.TOCSIN"``); a key is shown after
+    it (``settings.TOCSIN['disabled']``), or in place of ``{key}`` in it
+    (``"app.config['TOCSIN']{key} of Flask app 'shop'"``).  None means an empty
     dict.  Raises :class:`~tocsin.PluginConfigError` for anything but a mapping with
     the known keys, booleans for ``autoload``/``strict`` and lists (or tuples, sets)
     of plugin names for ``disabled``/``plugins``.
@@ -67,13 +69,13 @@ def plugin_options(config: object, where: str) -> dict[str, Any]:
         return {}
     if not isinstance(config, Mapping):
         raise PluginConfigError(
-            f"{where} must be a dict with keys {', '.join(KNOWN_KEYS)}, "
+            f"{_at(where)} must be a dict with keys {', '.join(KNOWN_KEYS)}, "
             f"not {type(config).__name__} {config!r}."
         )
     unknown = sorted(map(str, set(config) - set(KNOWN_KEYS)))
     if unknown:
         raise PluginConfigError(
-            f"{where} has unknown key{'s' if len(unknown) > 1 else ''} "
+            f"{_at(where)} has unknown key{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(map(repr, unknown))}; the known keys are "
             f"{', '.join(map(repr, KNOWN_KEYS))}."
         )
@@ -82,25 +84,35 @@ def plugin_options(config: object, where: str) -> dict[str, Any]:
         option = _OPTION_FOR[key]
         if key in ("autoload", "strict"):
             if not isinstance(value, bool):
-                raise PluginConfigError(f"{where}[{key!r}] must be True or False, not {value!r}.")
+                raise PluginConfigError(f"{_at(where, key)} must be True or False, not {value!r}.")
             options[option] = value
             continue
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
             raise PluginConfigError(
-                f"{where}[{key!r}] must be a list of plugin names, not {value!r}."
+                f"{_at(where, key)} must be a list of plugin names, not {value!r}."
             )
         for name in value:
             if not isinstance(name, str) or not name.strip():
                 raise PluginConfigError(
-                    f"{where}[{key!r}] must list plugin names (non-empty strings); "
+                    f"{_at(where, key)} must list plugin names (non-empty strings); "
                     f"{name!r} is not one."
                 )
         options[option] = sorted(name.strip() for name in value)
     return options
 
 
+def _at(where: str, key: str | None = None) -> str:
+    """*where*, or its *key*: ``settings.TOCSIN['disabled']`` (see plugin_options)."""
+    shown = "" if key is None else f"[{key!r}]"
+    return where.replace("{key}", shown) if "{key}" in where else where + shown
+
+
 def apply_plugin_settings(config: object, where: str) -> PluginManager:
     """Apply a TOCSIN dict to the process-wide manager, load plugins, and return it.
+
+    Messages about a setting (a plugin name it lists that is not installed, strict
+    mode) name the dict's key as where it came from: ``settings.TOCSIN['disabled']``,
+    not ``PluginManager() arguments``.
 
     See the module documentation for what happens when the manager already exists.
     With the ``strict`` setting a plugin that fails raises
@@ -118,10 +130,13 @@ def apply_plugin_settings(config: object, where: str) -> PluginManager:
             existed = False
         else:
             existed = True
+    # No public way to change a manager's options yet: they are what load() and
+    # settings() read, so replacing them is what "these are the settings" means.
+    # "origin" makes messages name the dict's keys (settings.TOCSIN['disabled']) as
+    # where a setting came from, not "PluginManager() arguments".
     if existed:
-        # No public way to change a manager's options yet: they are what load() and
-        # settings() read, so replacing them is what "these are the settings" means.
         manager._options.update({key: options.get(key) for key in _OPTION_FOR.values()})
+    manager._options["origin"] = where
     manager.load()
     if not existed:
         return manager
@@ -132,7 +147,7 @@ def apply_plugin_settings(config: object, where: str) -> PluginManager:
             continue  # registered by hand: not the settings' business
         wanted = settings.wants(name)
         if info.enabled and not wanted:
-            logger.info("Disabling plugin %r: %s does not want it.", name, where)
+            logger.info("Disabling plugin %r: %s does not want it.", name, _at(where))
             manager.disable(name)
         elif wanted and not info.enabled and info.error is None:
             try:
@@ -140,6 +155,8 @@ def apply_plugin_settings(config: object, where: str) -> PluginManager:
             except PluginLoadError as error:
                 if settings.strict:
                     raise
-                logger.warning("%s", error, exc_info=error.__cause__)
+                # Warned once; the log record (with the traceback) at DEBUG, so that
+                # logging's last resort does not print it a second time.
+                logger.debug("%s", error, exc_info=error.__cause__)
                 warnings.warn(str(error), TocsinPluginWarning, stacklevel=2)
     return manager

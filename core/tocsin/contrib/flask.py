@@ -231,7 +231,7 @@ class Tocsin:
         Calling it again for the same application connects nothing twice (blinker
         keeps one connection per receiver and sender).
         """
-        where = f"app.config['TOCSIN'] of Flask app {app.name!r}"
+        where = f"app.config['TOCSIN']{{key}} of Flask app {app.name!r}"  # see _plugins
         config = app.config.get("TOCSIN")
         plugin_options(config, where)  # a wrong setting fails before anything changes
         self.relays_flask_login = connect_relays(app)
