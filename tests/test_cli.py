@@ -633,3 +633,26 @@ def test_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
     result = run(tmp_path, tmp_path, "frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr
+
+
+def test_doctor_import_times_reports_a_hanging_plugin_by_name(tmp_path: Path) -> None:
+    site = (
+        Site(tmp_path / "dists")
+        .add("acme-audit", "2.1", {"acme-audit": "acme_audit"}, {"acme_audit": HEALTHY})
+        .add(
+            "stuck",
+            "0.1",
+            {"stuck": "stuck_plugin"},
+            {"stuck_plugin": "import time\ntime.sleep(600)\n"},
+        )
+        .build()
+    )
+    result = run(site, tmp_path, "doctor", "--json", "--import-times", "3")
+    assert result.returncode == 1
+    problems = json.loads(result.stdout)["doctor"]
+    hung = [p for p in problems if p["problem"] == "plugin-import-failed"]
+    assert [p["plugin"] for p in hung] == ["stuck"]
+    assert "acme-audit" not in {p.get("plugin") for p in problems}
+    text = run(site, tmp_path, "doctor", "--import-times", "3")
+    assert "plugin-import-failed: importing plugin 'stuck'" in text.stdout
+    assert "import times: acme-audit" in text.stdout

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from tocsin._errors import (
     AsyncReceiversInLoopError,
+    DeclarationError,
     DeferredConfigurationError,
     DeferredDecodeError,
     DeferredEncodeError,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncReceiversInLoopError",
+    "DeclarationError",
     "DeferredConfigurationError",
     "DeferredDecodeError",
     "DeferredEncodeError",
@@ -63,24 +65,6 @@ __all__ = [
     "receiver",
 ]
 
-# Tracebacks and reprs show where users import these from, not the private module
-# (issue 13: "errors show public exception paths").
-for _public in (
-    AsyncReceiversInLoopError,
-    DeferredConfigurationError,
-    DeferredDecodeError,
-    DeferredEncodeError,
-    DeferredError,
-    DeferredPublishError,
-    MissingInstanceError,
-    PluginConfigError,
-    PluginLoadError,
-    TocsinError,
-    TocsinPluginWarning,
-    UnknownDispatchUidError,
-):
-    _public.__module__ = __name__
-del _public
 
 _LAZY = {
     "OwnedReceiver": "tocsin._info",

@@ -34,6 +34,8 @@ import shlex
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, final
 
+from tocsin._errors import DeclarationError
+
 __all__ = [
     "Declaration",
     "DeclarationError",
@@ -46,10 +48,6 @@ __all__ = [
 #: ``module:qualname``, as entry-point values write objects.
 PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
-
-
-class DeclarationError(ValueError):
-    """A receiver declaration that cannot be read; the message says what to write."""
 
 
 class Declaration(NamedTuple):

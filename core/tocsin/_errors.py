@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "AsyncReceiversInLoopError",
+    "DeclarationError",
     "DeferredConfigurationError",
     "DeferredDecodeError",
     "DeferredEncodeError",
@@ -66,6 +67,11 @@ class TocsinPluginWarning(UserWarning):
     """Something about the installed plugins needs a person's attention."""
 
 
+class DeclarationError(TocsinError, ValueError):
+    """A receiver declared in entry-point metadata cannot be read or resolved (see
+    :mod:`tocsin._declared`); the message shows how to write it."""
+
+
 # -- deferred delivery (tocsin.contrib.celery) -----------------------------------------
 
 
@@ -106,3 +112,25 @@ class DeferredPublishError(DeferredError, TimeoutError):
 
 class DeferredConfigurationError(DeferredError, RuntimeError):
     """Deferred delivery is set up in a way that cannot work; the message says how to fix it."""
+
+
+# Tracebacks and reprs show where users import these from, not this private module
+# (issue 13: "errors show public exception paths"), even for an error raised while
+# tocsin itself is being imported.
+for _public in (
+    AsyncReceiversInLoopError,
+    DeclarationError,
+    DeferredConfigurationError,
+    DeferredDecodeError,
+    DeferredEncodeError,
+    DeferredError,
+    DeferredPublishError,
+    MissingInstanceError,
+    PluginConfigError,
+    PluginLoadError,
+    TocsinError,
+    TocsinPluginWarning,
+    UnknownDispatchUidError,
+):
+    _public.__module__ = "tocsin"
+del _public

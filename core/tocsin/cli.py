@@ -676,6 +676,16 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
     ):
         command = commands.add_parser(name, help=helptext)
         command.add_argument("--json", action="store_true", help="print JSON")
+        if name == "doctor":
+            command.add_argument(
+                "--import-times",
+                nargs="?",
+                const=10.0,
+                type=float,
+                metavar="SECONDS",
+                help="also import each enabled plugin in a fresh interpreter, with a time "
+                "limit (default 10 s), and report hanging, failing and slow ones",
+            )
     args = parser.parse_args(argv)
     if args.imports:
         import os
@@ -685,12 +695,24 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
     # The commands report problems themselves; keep the library's log records (and
     # their tracebacks) from also reaching the terminal through logging's last resort.
     logging.getLogger("tocsin").addHandler(logging.NullHandler())
-    report = _gather(
-        manager if manager is not None else PluginManager(args.group),
-        args.imports,
-        verify=args.command == "doctor",
-    )
+    times = None
+    if manager is None:
+        manager = PluginManager(args.group)
+        if args.command == "doctor" and args.import_times is not None:
+            from tocsin._import_times import import_times
+
+            # Before anything is imported here: a plugin that hangs at import would
+            # hang this process too, so those that failed in their own interpreter are
+            # left out of this one (as disabled plugins are: listed, never imported).
+            times = import_times(timeout=args.import_times, manager=manager)
+            failed = {t.plugin for t in times if t.error is not None}
+            if failed:
+                disabled = set(manager.settings().disabled) | failed
+                manager = PluginManager(args.group, disabled=sorted(disabled))
+    report = _gather(manager, args.imports, verify=args.command == "doctor")
     result = _COMMANDS[args.command](report)
+    if times is not None:
+        _add_import_times(result, times)
     errors = [] if args.command == "doctor" else report.errors  # doctor lists them itself
     try:
         _print(args, result, report, errors)
@@ -699,6 +721,46 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if result.failed or errors else 0
+
+
+#: An import slower than this (seconds) is reported by ``doctor --import-times``.
+SLOW_IMPORT = 1.0
+
+
+def _add_import_times(result: _Result, times: Sequence[Any]) -> None:
+    """Add ``doctor --import-times``'s findings to *result* (issue 14): each enabled
+    plugin imported in an interpreter of its own, stopped at the time limit."""
+    found: list[dict[str, Any]] = []
+    for timing in times:
+        if timing.error is not None:
+            found.append(
+                {
+                    "problem": "plugin-import-failed",
+                    "plugin": timing.plugin,
+                    "message": f"importing plugin {timing.plugin!r}: {timing.error}",
+                }
+            )
+        elif timing.seconds is not None and timing.seconds > SLOW_IMPORT:
+            found.append(
+                {
+                    "problem": "slow-plugin-import",
+                    "plugin": timing.plugin,
+                    "seconds": round(timing.seconds, 3),
+                    "message": f"importing plugin {timing.plugin!r} takes "
+                    f"{timing.seconds:.1f} s (over {SLOW_IMPORT:.0f} s)",
+                }
+            )
+    if isinstance(result.data, list):
+        result.data.extend(found)
+    if found:
+        if result.lines and result.lines[0].startswith("No problems found"):
+            result.lines.clear()
+        result.lines.extend(f"{p['problem']}: {p['message']}" for p in found)
+        result.failed = True
+    timed = ", ".join(
+        f"{t.plugin} {t.seconds * 1000:.0f} ms" for t in times if t.seconds is not None
+    )
+    result.lines.append(f"import times: {timed or 'none measured'}")
 
 
 def _print(
