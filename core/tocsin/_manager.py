@@ -16,7 +16,7 @@ import sys
 import threading
 import types
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pluggy
 
@@ -175,6 +175,7 @@ class PluginManager(Mapping[str, PluginInfo]):
         strict: bool | None = None,
         pyproject: str | None = None,
         use_cache: bool = True,
+        state: str | None = None,
     ) -> None:
         if not isinstance(group, str) or not group:
             raise TypeError(f"group must be a non-empty str, not {group!r}.")
@@ -194,6 +195,10 @@ class PluginManager(Mapping[str, PluginInfo]):
         # Every plugin is registered (and every disabled name blocked) here.
         self._pm: pluggy.PluginManager = _new_pluggy_manager()
         self.last_discovery: Discovery | None = None
+        # The shared plugin state (tocsin.state) that load() consults, once attached.
+        self._state_url = state
+        self._shared: _SharedPolicy | None = None
+        self._shared_resolved = False
 
     def __repr__(self) -> str:
         enabled = sum(p.enabled for p in self._plugins.values())
@@ -257,6 +262,7 @@ class PluginManager(Mapping[str, PluginInfo]):
         .. versionchanged:: 0.1 receivers declared in entry points; *verify*.
         """
         with self._lock:
+            self._attach_shared_state()
             settings = self.settings()
             strict = settings.strict if strict is None else strict
             found = discover(self.group, use_cache=self._use_cache)
@@ -274,7 +280,7 @@ class PluginManager(Mapping[str, PluginInfo]):
                 if name in declarations:
                     plugin.declared_in = declarations[name][0][1]
                 self._plugins[name] = plugin
-                if not settings.wants(name):
+                if not self._wants(settings, name):
                     self._pm.set_blocked(name)
                     logger.debug("Plugin %r is installed but not enabled.", name)
                     continue
@@ -353,6 +359,42 @@ class PluginManager(Mapping[str, PluginInfo]):
             del self._plugins[name]
             if plugin.entry is not None:
                 self._forgotten.add(name)
+
+    # -- the shared plugin state (tocsin.state) ----------------------------------------
+
+    @property
+    def shared_state(self) -> Any:
+        """The :class:`tocsin.state.SharedState` this manager follows, or None."""
+        return self._shared
+
+    def use_shared_state(self, shared: _SharedPolicy | None) -> None:
+        """Follow *shared* (a :class:`tocsin.state.SharedState`; None: none) from now
+        on: ``load()`` and :meth:`wants` ask it.  :func:`tocsin.state.configure` calls
+        this; by itself it enables or disables nothing."""
+        with self._lock:
+            self._shared = shared
+            self._shared_resolved = True
+
+    def wants(self, name: str) -> bool:
+        """Whether *name* should be enabled now: the settings (environment, code,
+        pyproject.toml), then the shared state's switch, which the environment still
+        overrides (see :mod:`tocsin.state`)."""
+        with self._lock:
+            return self._wants(self.settings(), name)
+
+    def _wants(self, settings: PluginSettings, name: str) -> bool:
+        shared = self._shared
+        return settings.wants(name) if shared is None else shared.wants(name, settings)
+
+    def _attach_shared_state(self) -> None:
+        """On the first load(), follow the shared state the settings name, if any
+        (``TOCSIN_STATE``, ``PluginManager(state=...)``, ``state`` in [tool.tocsin])."""
+        if self._shared_resolved:
+            return
+        self._shared_resolved = True
+        from tocsin import state
+
+        state.attach(self, self._state_url, self._options["pyproject"])
 
     # -- switching --------------------------------------------------------------------
 
@@ -704,6 +746,12 @@ class PluginManager(Mapping[str, PluginInfo]):
                     f"{source} names plugin {name!r}, which is not installed in group "
                     f"{self.group!r}. Known plugins: {known}.",
                 )
+
+
+class _SharedPolicy(Protocol):
+    """What the manager asks a shared state (see :class:`tocsin.state.SharedState`)."""
+
+    def wants(self, name: str, settings: PluginSettings) -> bool: ...
 
 
 def _names_argument(names: Iterable[str] | None) -> Any:
