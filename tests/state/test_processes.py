@@ -1,5 +1,6 @@
 """A shared plugin state across real processes: gunicorn with 4 workers, on a real
-redis-server and on a SQLite file (issue 17).
+redis-server, on a SQLite file and on a throwaway PostgreSQL cluster through
+SQLAlchemy (issue 17).
 
 Each worker loads the test plugins and follows ``TOCSIN_STATE``; the ``reporter``
 plugin's hooks write every switch each process applies to ``switches.log``, and the
@@ -10,6 +11,8 @@ reads the state, the workers are forked from it, and each restarts its own liste
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +29,23 @@ pytest.importorskip(
 )
 
 #: The issue's goals: toggle-to-last-process latency, per backend.
-GOALS = {"redis": 1.0, "sqlite": 2.0}
+GOALS = {"redis": 1.0, "sqlite": 2.0, "postgresql": 2.0}
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "contrib"))
+import pg_cluster  # noqa: E402  (tests/contrib's throwaway PostgreSQL cluster)
+
+
+@contextlib.contextmanager
+def postgresql() -> Iterator[pg_cluster.PostgresCluster]:
+    bindir = pg_cluster.find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    cluster = pg_cluster.PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +53,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return state_harness.build_site(tmp_path_factory.mktemp("state-plugins"))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=needs_redis)])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=needs_redis), "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, Any]]:
     kind: str = request.param
     if kind == "sqlite":
         yield kind, str(tmp_path / "state.db"), None
+        return
+    if kind == "postgresql":
+        with postgresql() as cluster:
+            yield kind, cluster.url, cluster
         return
     server = RedisServer(tmp_path / "redis")
     try:
@@ -142,39 +165,46 @@ def test_a_toggle_reaches_every_worker_and_survives_restarting_them_all(
         server.stop()
 
 
-@needs_redis
+@pytest.mark.parametrize("kind", [pytest.param("redis", marks=needs_redis), "postgresql"])
 def test_a_backend_killed_mid_run_changes_nothing_that_was_running(
-    site: Path, tmp_path: Path
+    site: Path, tmp_path: Path, kind: str
 ) -> None:
-    redis = RedisServer(tmp_path / "redis")
-    out = tmp_path / "out"
-    out.mkdir()
-    server, pids = start(site, out, redis.url, preload=False)
-    try:
-        toggle(redis.url, out, pids, enabled=False)
-        redis.stop()
-        # Every worker notices (its listener's connection drops) and says so once.
-        wait_until(
-            lambda: (
-                {
-                    line.split()[0]
-                    for line in server.log().splitlines()
-                    if "cannot be reached" in line
-                }
-                >= pids
-            ),
-            10,
-            "every worker to log the unreachable backend",
-        )
-        before = len(lines(out / "reporter.log"))
-        noisy_before = len(lines(out / "noisy.log"))
-        hammer(server)
-        time.sleep(2)  # listeners retrying, checks at request start failing
-        hammer(server)
-        assert len(lines(out / "reporter.log")) == before + 48, "the requests were served"
-        assert len(lines(out / "noisy.log")) == noisy_before, "noisy came back on"
-        complaints = [line for line in server.log().splitlines() if "cannot be reached" in line]
-        assert sorted(c.split()[0] for c in complaints) == sorted(pids), complaints
-        assert "Traceback" not in server.log()
-    finally:
-        server.stop()
+    with contextlib.ExitStack() as stack:
+        if kind == "redis":
+            redis = RedisServer(tmp_path / "redis")
+            stack.callback(redis.stop)
+            url, kill = redis.url, redis.stop
+        else:
+            cluster = stack.enter_context(postgresql())
+            url, kill = cluster.url, cluster.stop
+        out = tmp_path / "out"
+        out.mkdir()
+        server, pids = start(site, out, url, preload=False)
+        stack.callback(server.stop)
+        toggle(url, out, pids, enabled=False)
+        kill()
+        check_nothing_changes(server, out, pids)
+
+
+def check_nothing_changes(server: Gunicorn, out: Path, pids: set[str]) -> None:
+    """Every worker notices the backend is gone, says so once, and goes on serving
+    requests with the state it had."""
+    # Every worker notices (its listener's connection drops) and says so once.
+    wait_until(
+        lambda: (
+            {line.split()[0] for line in server.log().splitlines() if "cannot be reached" in line}
+            >= pids
+        ),
+        10,
+        "every worker to log the unreachable backend",
+    )
+    before = len(lines(out / "reporter.log"))
+    noisy_before = len(lines(out / "noisy.log"))
+    hammer(server)
+    time.sleep(2)  # listeners retrying, checks at request start failing
+    hammer(server)
+    assert len(lines(out / "reporter.log")) == before + 48, "the requests were served"
+    assert len(lines(out / "noisy.log")) == noisy_before, "noisy came back on"
+    complaints = [line for line in server.log().splitlines() if "cannot be reached" in line]
+    assert sorted(c.split()[0] for c in complaints) == sorted(pids), complaints
+    assert "Traceback" not in server.log()
