@@ -101,10 +101,10 @@ def on_finished(sender, **kwargs):
 """
 
 
-def build_site(directory: Path) -> Path:
+def build_site(directory: Path, group: str = GROUP) -> Path:
     for name, source in (("noisy", NOISY), ("reporter", REPORTER), ("quiet", QUIET)):
         install_plugin_distribution(
-            directory, source, name=name, group=GROUP, module=f"tocsin_state_test_{name}"
+            directory, source, name=name, group=group, module=f"tocsin_state_test_{name}"
         )
     return directory / "site"
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tocsin._errors import PluginConfigError, PluginLoadError, TocsinError
 from tocsin._settings import PluginSettings, resolve_state_settings
-from tocsin.state._backend import Backend, Change, PluginSwitch, default_who
+from tocsin.state._backend import Backend, Change, PluginSwitch, check_name, default_who
 from tocsin.state._open import open_backend, register_scheme
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ __all__ = [
     "StateReport",
     "attach",
     "check",
+    "check_name",
     "configure",
     "current",
     "open_backend",
@@ -319,16 +320,19 @@ class SharedState:
         _attached[:] = [s for s in _attached if s is not self]
 
     def _follow(self) -> None:
+        # The state was read just before the thread started: a backend that pushes
+        # subscribes at once (and reads again once subscribed); the others wait first.
         stop = self._stop
         while not stop.is_set():
-            self.refresh()
             try:
                 pushed = self.backend.listen(self._pushed, stop)
             except Exception as error:
                 self._unreachable(error)
                 pushed = False
             if not pushed:
-                stop.wait(self.interval)
+                if stop.wait(self.interval):
+                    break
+                self.refresh()
 
     def _pushed(self) -> None:
         self.refresh()
