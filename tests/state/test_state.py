@@ -298,6 +298,10 @@ def test_bad_settings_are_errors_naming_where(
     monkeypatch.delenv("TOCSIN_STATE_INTERVAL")
     with pytest.raises(ValueError, match="three slashes"):
         tocsin.state.open_backend("sqlite://x.db")
+    monkeypatch.setenv("TOCSIN_STATE", "sqlite://x.db")
+    with pytest.raises(tocsin.PluginConfigError, match=r"environment TOCSIN_STATE.*three slashes"):
+        manager().load()
+    monkeypatch.delenv("TOCSIN_STATE")
     with pytest.raises(ValueError, match="INSTALLED_APPS"):
         tocsin.state.open_backend("django")
     with pytest.raises(ValueError, match="plugin name"):

@@ -379,7 +379,15 @@ def attach(
     settings = resolve_state_settings(url=url, interval=interval, pyproject=pyproject)
     if settings.url is None:
         return None
-    state = SharedState(settings.url, manager, interval=settings.interval, background=background)
+    try:
+        backend = open_backend(settings.url)
+    except (ImportError, ValueError) as error:
+        # A URL no backend can open is a setting to fix, not an outage to ride out.
+        raise PluginConfigError(
+            f"The shared plugin state {settings.url!r} (from {settings.sources['url']}) "
+            f"cannot be opened: {type(error).__name__}: {error}"
+        ) from error
+    state = SharedState(backend, manager, interval=settings.interval, background=background)
     _follow(manager, state)
     return state
 
