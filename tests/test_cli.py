@@ -445,7 +445,8 @@ CONFIG_ERRORS = {
     "unknown-key": (
         {},
         '[tool.tocsin]\ndisable = ["acme-audit"]\n',
-        "has unknown keys disable; known keys: autoload, disabled, plugins, strict",
+        "has unknown keys disable; known keys: autoload, disabled, plugins, state, "
+        "state_interval, strict",
     ),
     "malformed": ({}, "[tool.tocsin\nstrict = true\n", "is not valid TOML"),
     "relative-cache": ({"TOCSIN_CACHE_DIR": "cache"}, None, "TOCSIN_CACHE_DIR"),

@@ -205,7 +205,11 @@ def test_the_os_environment_is_read_by_default(
         ('disabled = "alpha"', "disabled must be a list of plugin names"),
         ("plugins = [1]", "plugins must list plugin names"),
         ('disabled = [""]', "must list plugin names"),
-        ('colour = "red"', "unknown keys colour; known keys: autoload, disabled, plugins, strict"),
+        (
+            'colour = "red"',
+            "unknown keys colour; known keys: autoload, disabled, plugins, state, "
+            "state_interval, strict",
+        ),
     ],
 )
 def test_bad_values_in_the_table_name_the_file_and_the_key(

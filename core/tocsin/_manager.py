@@ -16,7 +16,7 @@ import sys
 import threading
 import types
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pluggy
 
@@ -175,6 +175,7 @@ class PluginManager(Mapping[str, PluginInfo]):
         strict: bool | None = None,
         pyproject: str | None = None,
         use_cache: bool = True,
+        state: str | None = None,
     ) -> None:
         if not isinstance(group, str) or not group:
             raise TypeError(f"group must be a non-empty str, not {group!r}.")
@@ -196,6 +197,10 @@ class PluginManager(Mapping[str, PluginInfo]):
         self.last_discovery: Discovery | None = None
         # Where strict mode comes from, while a strict load() runs (for its messages).
         self._strict_source: str | None = None
+        # The shared plugin state (tocsin.state) that load() consults, once attached.
+        self._state_url = state
+        self._shared: _SharedPolicy | None = None
+        self._shared_resolved = False
 
     def __repr__(self) -> str:
         enabled = sum(p.enabled for p in self._plugins.values())
@@ -259,6 +264,7 @@ class PluginManager(Mapping[str, PluginInfo]):
         .. versionchanged:: 0.1 receivers declared in entry points; *verify*.
         """
         with self._lock:
+            self._attach_shared_state()
             settings = self.settings()
             if strict is None:
                 strict, strict_source = settings.strict, settings.sources.get("strict", "")
@@ -291,7 +297,7 @@ class PluginManager(Mapping[str, PluginInfo]):
                 if name in declarations:
                     plugin.declared_in = declarations[name][0][1]
                 self._plugins[name] = plugin
-                if not settings.wants(name):
+                if not self._wants(settings, name):
                     self._pm.set_blocked(name)
                     logger.debug("Plugin %r is installed but not enabled.", name)
                     continue
@@ -376,6 +382,42 @@ class PluginManager(Mapping[str, PluginInfo]):
             del self._plugins[name]
             if plugin.entry is not None:
                 self._forgotten.add(name)
+
+    # -- the shared plugin state (tocsin.state) ----------------------------------------
+
+    @property
+    def shared_state(self) -> Any:
+        """The :class:`tocsin.state.SharedState` this manager follows, or None."""
+        return self._shared
+
+    def use_shared_state(self, shared: _SharedPolicy | None) -> None:
+        """Follow *shared* (a :class:`tocsin.state.SharedState`; None: none) from now
+        on: ``load()`` and :meth:`wants` ask it.  :func:`tocsin.state.configure` calls
+        this; by itself it enables or disables nothing."""
+        with self._lock:
+            self._shared = shared
+            self._shared_resolved = True
+
+    def wants(self, name: str) -> bool:
+        """Whether *name* should be enabled now: the settings (environment, code,
+        pyproject.toml), then the shared state's switch, which the environment still
+        overrides (see :mod:`tocsin.state`)."""
+        with self._lock:
+            return self._wants(self.settings(), name)
+
+    def _wants(self, settings: PluginSettings, name: str) -> bool:
+        shared = self._shared
+        return settings.wants(name) if shared is None else shared.wants(name, settings)
+
+    def _attach_shared_state(self) -> None:
+        """On the first load(), follow the shared state the settings name, if any
+        (``TOCSIN_STATE``, ``PluginManager(state=...)``, ``state`` in [tool.tocsin])."""
+        if self._shared_resolved:
+            return
+        self._shared_resolved = True
+        from tocsin import state
+
+        state.attach(self, self._state_url, self._options["pyproject"])
 
     # -- switching --------------------------------------------------------------------
 
@@ -934,6 +976,12 @@ def _packages_of(plugin: _Plugin) -> list[str]:
     elif obj is not None:
         modules.append(getattr(obj if isinstance(obj, type) else type(obj), "__module__", ""))
     return sorted({m.partition(".")[0] for m in modules if m})
+
+
+class _SharedPolicy(Protocol):
+    """What the manager asks a shared state (see :class:`tocsin.state.SharedState`)."""
+
+    def wants(self, name: str, settings: PluginSettings) -> bool: ...
 
 
 def _names_argument(names: Iterable[str] | None) -> Any:

@@ -39,14 +39,22 @@ from tocsin._switches import parse_switch
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["PluginSettings", "find_pyproject", "resolve_settings"]
+__all__ = [
+    "PluginSettings",
+    "StateSettings",
+    "find_pyproject",
+    "resolve_settings",
+    "resolve_state_settings",
+]
 
 ENV_AUTOLOAD_OFF = "TOCSIN_DISABLE_PLUGIN_AUTOLOAD"
 ENV_DISABLED = "TOCSIN_DISABLED_PLUGINS"
 ENV_ALLOWED = "TOCSIN_PLUGINS"
 ENV_STRICT = "TOCSIN_STRICT_PLUGINS"
+ENV_STATE = "TOCSIN_STATE"
+ENV_STATE_INTERVAL = "TOCSIN_STATE_INTERVAL"
 
-_TABLE_KEYS = {"autoload", "disabled", "plugins", "strict"}
+_TABLE_KEYS = {"autoload", "disabled", "plugins", "strict", "state", "state_interval"}
 #: Each setting's key in ``[tool.tocsin]`` and in a framework's ``TOCSIN`` dict.
 _KEY_OF = {"autoload": "autoload", "disabled": "disabled", "allowed": "plugins", "strict": "strict"}
 
@@ -261,3 +269,79 @@ def _toml_kind(value: object) -> str:
         return "an array of tables" if tables else "an array"
     kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}
     return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+# -- the shared plugin state (tocsin.state) ---------------------------------------------
+
+#: Values of TOCSIN_STATE that switch a configured shared state off.
+_STATE_OFF = {"", "off", "none", "no", "0", "false"}
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """Where the shared plugin state is (None: nowhere), how often processes check it,
+    and where each of the two came from."""
+
+    url: str | None = None
+    interval: float = 1.0
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+
+def resolve_state_settings(
+    *,
+    url: str | None = None,
+    interval: float | None = None,
+    pyproject: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> StateSettings:
+    """The shared-state URL and check interval, with the precedence of
+    :func:`resolve_settings`: ``TOCSIN_STATE`` / ``TOCSIN_STATE_INTERVAL``, then the
+    code's arguments, then ``state`` / ``state_interval`` in ``[tool.tocsin]``.
+    ``TOCSIN_STATE=off`` (or empty) turns a shared state the code or pyproject.toml
+    configures off."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {"url": None, "interval": 1.0}
+    sources = dict.fromkeys(values, "default")
+    table, table_path = _pyproject_table(pyproject)
+    where = f"[tool.tocsin] in {table_path}"
+    if "state" in table:
+        values["url"] = _as_url(table["state"], f"{where}: state")
+        sources["url"] = where
+    if "state_interval" in table:
+        values["interval"] = _as_interval(table["state_interval"], f"{where}: state_interval")
+        sources["interval"] = where
+    if url is not None:
+        values["url"] = _as_url(url, "the code's shared-state URL")
+        sources["url"] = "code"
+    if interval is not None:
+        values["interval"] = _as_interval(interval, "the code's shared-state interval")
+        sources["interval"] = "code"
+    raw = env.get(ENV_STATE)
+    if raw is not None:
+        values["url"] = None if raw.strip().lower() in _STATE_OFF else raw.strip()
+        sources["url"] = f"environment {ENV_STATE}"
+    raw = env.get(ENV_STATE_INTERVAL)
+    if raw is not None:
+        try:
+            number = float(raw)
+        except ValueError:
+            number = -1.0
+        values["interval"] = _as_interval(
+            number, f"Environment variable {ENV_STATE_INTERVAL}={raw!r}"
+        )
+        sources["interval"] = f"environment {ENV_STATE_INTERVAL}"
+    return StateSettings(sources=sources, **values)
+
+
+def _as_url(value: object, where: str) -> str | None:
+    if not isinstance(value, str):
+        raise PluginConfigError(f"{where} must be a URL or a file path (a string), not {value!r}.")
+    return None if value.strip().lower() in _STATE_OFF else value.strip()
+
+
+def _as_interval(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+        raise PluginConfigError(
+            f"{where} must be a number of seconds above 0 and at most 3600, not {value!r}."
+        )
+    return float(value)

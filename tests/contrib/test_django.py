@@ -107,7 +107,7 @@ def test_migrate_sends_management_and_db_signals(full: Run) -> None:
     for name in ("pre_migrate", "post_migrate"):
         sent = by_signal(migrate, name)
         assert [e["sender"] for e in sent] == [
-            {"app": label} for label in ("auth", "contenttypes", "sessions", "blog")
+            {"app": label} for label in ("tocsin", "auth", "contenttypes", "sessions", "blog")
         ]
         for event in sent:
             # Everything Django sends (5.2 adds stdout), as Django sends it.

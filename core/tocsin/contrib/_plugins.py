@@ -141,11 +141,12 @@ def apply_plugin_settings(config: object, where: str) -> PluginManager:
     if not existed:
         return manager
     settings = manager.settings()
+    shared = manager.shared_state  # a shared plugin state's switches count too
     for name in list(manager):
         info = manager[name]
         if info.entry_point is None:
             continue  # registered by hand: not the settings' business
-        wanted = settings.wants(name)
+        wanted = settings.wants(name) if shared is None else shared.wants(name, settings)
         if info.enabled and not wanted:
             logger.info("Disabling plugin %r: %s does not want it.", name, _at(where))
             manager.disable(name)

@@ -56,6 +56,11 @@ Plugins load into the process-wide :data:`tocsin.plugins` from
 :mod:`tocsin.contrib._plugins`).  An unknown key or a wrong value raises
 :class:`~tocsin.PluginConfigError` before anything is connected.  The manager is one
 per process: with several applications, the last ``init_app`` decides.
+
+``init_app`` also registers :func:`tocsin.state.check` as a ``before_request``
+function: a process that follows a shared plugin state (``TOCSIN_STATE``, see
+:mod:`tocsin.state`) applies a change at the start of the next request, at most one
+backend read per interval (nearly free when no shared state is configured).
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ from tocsin.signals import (
     user_logged_in,
     user_logged_out,
 )
+from tocsin.state import check as check_shared_state
 
 if TYPE_CHECKING:
     from tocsin._manager import PluginManager
@@ -235,5 +241,7 @@ class Tocsin:
         config = app.config.get("TOCSIN")
         plugin_options(config, where)  # a wrong setting fails before anything changes
         self.relays_flask_login = connect_relays(app)
+        if check_shared_state not in app.before_request_funcs.get(None, []):
+            app.before_request(check_shared_state)
         app.extensions["tocsin"] = self
         self.plugins = apply_plugin_settings(config, where)

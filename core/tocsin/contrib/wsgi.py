@@ -32,6 +32,12 @@ handler's class):
 
 The body is never buffered: chunks are passed on one by one, as the application
 yields them.
+
+Before ``request_started``, each request calls :func:`tocsin.state.check`: when the
+process follows a shared plugin state (``TOCSIN_STATE``, see :mod:`tocsin.state`) and
+no background thread does, a change made since the last check is applied before the
+request's signals are sent.  It reads the backend at most once per interval, and costs
+a list lookup when no shared state is configured.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tocsin.signals.request import got_request_exception, request_finished, request_started
+from tocsin.state import check as check_shared_state
 
 __all__ = ["SignalsMiddleware", "StartResponse", "WSGIApplication", "WSGIEnvironment"]
 
@@ -64,6 +71,7 @@ class SignalsMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         sender = type(self)
+        check_shared_state()
         try:
             request_started.send(sender=sender, environ=environ)
             result = self.app(environ, start_response)

@@ -48,6 +48,13 @@ model module is imported)
     Running ``ready()`` again (some test set-ups do) connects nothing twice: every
     relay has a ``dispatch_uid``, and plugins already loaded are not loaded again.
 
+Also in ``ready()``, before plugins load: the shared plugin state
+    (:mod:`tocsin.state`).  The URL ``django`` opens the tables of this app's
+    migration (:mod:`tocsin.contrib.django.state`), ``settings.TOCSIN_STATE`` names the
+    state to follow (``TOCSIN_STATE`` in the environment wins), and the start of
+    every request applies changes made since (at most one read per interval).  The
+    admin toggles plugins (:mod:`tocsin.contrib.django.admin`).
+
 ``override_settings(TOCSIN=...)``
     applies the new dict to the plugin manager for the duration (a plugin the new
     dict does not want is disabled, one it wants is enabled) and the project's own
@@ -57,15 +64,19 @@ model module is imported)
 from __future__ import annotations
 
 import types
+import warnings
 from typing import Any
 
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import request_started as django_request_started
 
 from tocsin._errors import PluginConfigError
 from tocsin.contrib._plugins import apply_plugin_settings, plugin_options
 from tocsin.contrib.django.relay import RELAYED, connect_after_relay, connect_relays
+from tocsin.state import check as check_shared_state
+from tocsin.state import configure as configure_shared_state
 
 WHERE = "settings.TOCSIN"
 
@@ -76,6 +87,34 @@ def load_plugins(config: object) -> None:
         apply_plugin_settings(config, WHERE)
     except PluginConfigError as error:
         raise ImproperlyConfigured(str(error)) from error
+
+
+def _check_shared_state(**named: Any) -> None:
+    check_shared_state()
+
+
+def follow_shared_state() -> None:
+    """The shared plugin state (:mod:`tocsin.state`) in a Django process: the URL
+    ``django`` opens this database's tables; ``settings.TOCSIN_STATE`` configures one
+    (``TOCSIN_STATE`` in the environment still wins); each request's start checks for
+    changes (at most once per interval)."""
+    from tocsin.contrib.django import state  # noqa: F401  (registers the "django" URL)
+
+    url = getattr(settings, "TOCSIN_STATE", None)
+    if url is not None:
+        import tocsin
+
+        manager = tocsin.plugins
+        if manager.shared_state is None:
+            # Plugins load in ready(), and a plugin switched off must not be imported,
+            # so the state is read here: the one query Django's "database access during
+            # app initialization" warning is about is deliberate.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Accessing the database", RuntimeWarning)
+                configure_shared_state(url, manager)
+    django_request_started.connect(
+        _check_shared_state, weak=False, dispatch_uid="tocsin.contrib.django:state"
+    )
 
 
 def _tocsin_setting_changed(setting: str, value: Any = None, **named: Any) -> None:
@@ -103,6 +142,7 @@ class TocsinConfig(AppConfig):
             plugin_options(config, WHERE)  # a bad setting fails before anything changes
         except PluginConfigError as error:
             raise ImproperlyConfigured(str(error)) from error
+        follow_shared_state()
         connect_relays([name for name in RELAYED if name != "class_prepared"])
         connect_after_relay(
             "setting_changed", _tocsin_setting_changed, "tocsin.contrib.django:TOCSIN"
