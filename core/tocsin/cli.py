@@ -61,6 +61,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from contextlib import redirect_stdout
@@ -676,6 +677,16 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
     ):
         command = commands.add_parser(name, help=helptext)
         command.add_argument("--json", action="store_true", help="print JSON")
+        if name == "plugins":
+            command.add_argument(
+                "switch",
+                nargs="?",
+                choices=("enable", "disable", "reset", "history"),
+                help="change or show a plugin's switch in the shared plugin state "
+                "(TOCSIN_STATE), for every process of the deployment",
+            )
+            command.add_argument("name", nargs="?", help="the plugin to switch")
+            command.add_argument("--reason", default="", help="why, for the audit trail")
         if name == "doctor":
             command.add_argument(
                 "--import-times",
@@ -687,6 +698,8 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
                 "limit (default 10 s), and report hanging, failing and slow ones",
             )
     args = parser.parse_args(argv)
+    if args.command == "plugins" and args.switch is not None:
+        return _switch(args, manager)
     if args.imports:
         import os
 
@@ -721,6 +734,51 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if result.failed or errors else 0
+
+
+def _switch(args: argparse.Namespace, manager: PluginManager | None) -> int:
+    """``tocsin plugins enable|disable|reset|history [NAME] [--reason R]``: the shared
+    plugin state (issue 17), which every process of the deployment follows."""
+    from tocsin.state import (
+        SharedStateError,
+        plugin_history,
+        reset_plugin_state,
+        set_plugin_state,
+    )
+
+    if args.switch != "history" and not args.name:
+        print(f"tocsin plugins {args.switch} needs the plugin's name.", file=sys.stderr)
+        return 2
+    try:
+        if args.switch == "history":
+            changes = plugin_history(args.name, manager=manager)
+            rows: list[dict[str, Any]] = [
+                {
+                    "plugin": c.name,
+                    "enabled": c.enabled,
+                    "who": c.changed_by,
+                    "reason": c.reason,
+                    "at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.changed_at)),
+                    "host": c.host,
+                    "pid": c.pid,
+                }
+                for c in changes
+            ]
+            if args.json:
+                print(json.dumps({"history": rows}, indent=2, default=str))
+            for row in [] if args.json else rows:
+                state = {True: "enabled", False: "disabled", None: "reset"}[row["enabled"]]
+                print(f"{row['at']}  {row['plugin']}  {state}  by {row['who']}: {row['reason']}")
+            return 0
+        if args.switch == "reset":
+            reset_plugin_state(args.name, args.reason, manager=manager)
+        else:
+            set_plugin_state(args.name, args.switch == "enable", args.reason, manager=manager)
+    except (SharedStateError, PluginConfigError) as error:
+        print(f"shared-state: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.name}: {args.switch}d in the shared plugin state")
+    return 0
 
 
 #: An import slower than this (seconds) is reported by ``doctor --import-times``.

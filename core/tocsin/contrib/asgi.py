@@ -64,6 +64,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from tocsin.signals.request import got_request_exception, request_finished, request_started
+from tocsin.state import check as check_shared_state
 
 __all__ = ["FINISH_TIMEOUT", "ASGIApp", "Message", "Receive", "Scope", "Send", "SignalsMiddleware"]
 
@@ -108,6 +109,7 @@ class SignalsMiddleware:
         if scope["type"] not in _SIGNALLED:
             await self.app(scope, receive, send)
             return
+        check_shared_state()  # a change of the shared plugin state, if one is due
         sender = type(self)
         exchange = _Exchange(sender, receive, send)
         try:

@@ -16,6 +16,7 @@ from celery.exceptions import (  # type: ignore[import-untyped, import-not-found
     Reject,
 )
 from celery.signals import (  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    task_prerun,
     worker_init,
     worker_process_init,
 )
@@ -134,6 +135,7 @@ def _connect_worker_hook() -> None:
     if not _worker_hook_connected:
         worker_init.connect(_on_worker_init, weak=False)
         worker_process_init.connect(_on_worker_process_init, weak=False)
+        task_prerun.connect(_on_task_prerun, weak=False)
         _worker_hook_connected = True
 
 
@@ -153,6 +155,14 @@ def _on_worker_init(sender: Any = None, **kwargs: Any) -> None:
     except DeferredConfigurationError as error:
         logger.critical("Not starting the worker: %s", error)
         raise SystemExit(f"tocsin: not starting the Celery worker: {error}") from None
+
+
+def _on_task_prerun(**kwargs: Any) -> None:
+    """Between tasks: apply a change of the shared plugin state (issue 17), if one is
+    configured and a check is due (rate-limited; nothing to do otherwise)."""
+    from tocsin.state import check
+
+    check()
 
 
 def _on_worker_process_init(**kwargs: Any) -> None:
