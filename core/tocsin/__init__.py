@@ -7,7 +7,6 @@ is imported on first use, so code that only sends signals never imports pluggy.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
 from tocsin._errors import (
     AsyncReceiversInLoopError,
@@ -29,6 +28,9 @@ from tocsin._signal import ReceiverMark, Signal, TypedSignal, receiver
 #: that reading it costs no metadata lookup.  ``tocsin --version`` prints it.
 __version__ = "0.1.0"
 
+# Not typing.TYPE_CHECKING: ``import tocsin`` does not import typing, which would cost
+# more than the rest of it together (see tocsin._refs).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 

@@ -15,17 +15,25 @@ import itertools
 import types
 import weakref
 from collections.abc import Callable, Hashable
-from typing import Any
+
+# Not typing.TYPE_CHECKING: importing typing (and the re, enum and contextlib it
+# imports) would cost more than the rest of ``import tocsin`` together.  Type checkers
+# read a constant of this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple, final
 
 __all__ = [
     "ANY_SENDER",
     "IMMORTAL_SENDERS",
+    "NamedTuple",
     "ReceiverRef",
     "ReceiverWeakBuiltinMethod",
     "ReceiverWeakMethod",
     "SenderRef",
     "accepts_kwargs",
     "describe",
+    "final",
     "is_async_callable",
     "is_builtin_method",
     "receiver_identity",
@@ -229,3 +237,41 @@ def describe(receiver: object) -> str:
     """A readable name for any callable, for messages and logs."""
     name = getattr(receiver, "__qualname__", None)
     return name if isinstance(name, str) else repr(receiver)
+
+
+# -- typing's run-time parts, without typing ---------------------------------------------
+# The core modules import these two from here, not from typing, so that ``import tocsin``
+# does not import typing; type checkers see typing's own (above).
+
+if not TYPE_CHECKING:
+
+    def final(cls: Any) -> Any:
+        """``typing.final`` at run time: sets ``__final__`` where it can, as it does."""
+        try:
+            cls.__final__ = True
+        except (AttributeError, TypeError):
+            pass
+        return cls
+
+    class _NamedTupleMeta(type):
+        """Makes ``class C(NamedTuple)`` a :func:`collections.namedtuple`, as
+        ``typing.NamedTuple`` does: the annotated names are the fields (those with a value
+        are the defaults), everything else in the class body (docstring, methods,
+        properties) is set on the class."""
+
+        def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> Any:
+            import collections
+
+            annotations = namespace.get("__annotations__", {})
+            fields = list(annotations)
+            defaults = [namespace[field] for field in fields if field in namespace]
+            cls = collections.namedtuple(
+                name, fields, defaults=defaults, module=namespace["__module__"]
+            )
+            cls.__annotations__ = dict(annotations)
+            for key, value in namespace.items():
+                if key not in ("__module__", "__annotations__") and key not in fields:
+                    setattr(cls, key, value)
+            return cls
+
+    NamedTuple = type.__new__(_NamedTupleMeta, "NamedTuple", (), {})
