@@ -6,7 +6,7 @@ is imported on first use, so code that only sends signals never imports pluggy.
 
 from __future__ import annotations
 
-import threading
+import _thread
 
 from tocsin._errors import (
     AsyncReceiversInLoopError,
@@ -93,7 +93,7 @@ _LAZY = {
 }
 
 
-_plugins_lock = threading.Lock()
+_plugins_lock = _thread.allocate_lock()  # threading.Lock, without importing threading
 
 
 def __getattr__(name: str) -> Any:

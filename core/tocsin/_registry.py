@@ -24,10 +24,10 @@ The plugin manager and ``tocsin.testing`` use this interface (``find``, ``drop``
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import contextvars
 import itertools
-import threading
 import types
 import weakref
 from collections.abc import Callable, Hashable, Iterator
@@ -101,7 +101,7 @@ _ownership: contextvars.ContextVar[Ownership | None] = contextvars.ContextVar(
 #: How many owned_by() blocks are open in the process.  connect() reads the context
 #: variable only while some are: a global read costs a third of ContextVar.get().
 _open_ownerships = 0
-_ownerships_lock = threading.Lock()
+_ownerships_lock = _thread.allocate_lock()  # threading.Lock, without threading
 
 
 @contextlib.contextmanager
@@ -294,7 +294,7 @@ class Registry:
         self.provides = provides
         #: Guards every table below but the two caches, which are only ever replaced
         #: entry by entry (atomic dict operations) so that sends need no lock.
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()  # what threading.Lock is
         #: lookup key -> connection, in connection order.  The send reads only its
         #: emptiness, through the same dict object (never replaced, only mutated).
         self.connections: dict[Hashable, Connection] = {}
