@@ -56,10 +56,11 @@ Setup, once per run, in the work folder:
   tocsin's ``RACY_SECONDS``: the index never trusts files changed in the last two
   seconds, and setting a file's times sets its ctime to now.
 
-Each contender then runs as its own process, ``python -s -P -c <code>`` in an empty
-working directory, with a minimal environment: ``PYTHONPATH`` naming its site
-directory, ``TOCSIN_CACHE_DIR`` and ``XDG_CACHE_HOME`` (stevedore's cache) inside the
-work folder, and no ``PYTHONDONTWRITEBYTECODE`` (set on some machines, it would make
+Each contender then runs as its own process, ``python -s -P -c <code>`` in a working
+directory holding only the application's ``pyproject.toml`` (with no ``[tool.tocsin]``
+table, so that tocsin does not find this repository's), with a minimal environment:
+``PYTHONPATH`` naming its site directory, ``TOCSIN_CACHE_DIR`` and ``XDG_CACHE_HOME``
+(stevedore's cache) inside the work folder, and no ``PYTHONDONTWRITEBYTECODE`` (set on some machines, it would make
 every run recompile).  Each is run once to warm up (which writes tocsin's index and
 stevedore's cache), then all are timed round-robin (each round starts one further
 along; the two cheap ``import tocsin`` / ``pass`` processes run three times a round),
@@ -487,6 +488,12 @@ def build_workspace(root: Path) -> Workspace:
     xdg_cache = {"on": root / "xdg-cache", "off": root / "xdg-cache-off"}
     for folder in (workdir, root / "home", root / "tocsin-cache", *xdg_cache.values()):
         folder.mkdir()
+    # The application's own pyproject.toml, without a [tool.tocsin] table: tocsin looks
+    # for the nearest one upwards from the working directory, and must not find this
+    # repository's (which mentions tocsin, so it would be parsed, importing tomllib).
+    (workdir / "pyproject.toml").write_text(
+        '[project]\nname = "bench-app"\nversion = "1.0"\n', encoding="utf-8"
+    )
     (xdg_cache["off"] / "python-entrypoints").mkdir()
     (xdg_cache["off"] / "python-entrypoints" / ".disable").touch()
     # Before compiling, since a .pyc records its source's mtime.

@@ -135,6 +135,7 @@ def receiver_identity(receiver: Callable[..., Any]) -> Hashable:
 
 # Code flags, as in the inspect module (which is imported only when needed: it and
 # asyncio are most of what importing tocsin would otherwise cost).
+CO_VARARGS = 0x04
 CO_VARKEYWORDS = 0x08
 CO_COROUTINE = 0x80
 
@@ -143,7 +144,9 @@ def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
     """Whether *receiver* takes ``**kwargs``; True when it cannot be introspected.
 
     Plain functions and bound methods are answered from their code flags (fast, and
-    no reference to the receiver is kept anywhere); other callables go through
+    no reference to the receiver is kept anywhere), and so are instances of a plain
+    class whose ``__call__`` is a plain function (a plugin manager's stand-ins for
+    declared receivers, say: 300 of them at start-up); other callables go through
     :func:`inspect.signature`.
     """
     target: Any = receiver
@@ -151,6 +154,12 @@ def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
         target = target.__func__
     if isinstance(target, types.FunctionType):
         return bool(target.__code__.co_flags & CO_VARKEYWORDS)
+    call = _plain_call(target)
+    if call is not None:
+        code = call.__code__
+        if not code.co_argcount and not code.co_flags & CO_VARARGS:
+            return True  # no parameter for the instance: inspect.signature gives up too
+        return bool(code.co_flags & CO_VARKEYWORDS)
     import inspect
 
     try:
@@ -197,6 +206,29 @@ def required_arguments(receiver: Callable[..., Any]) -> list[str] | None:
         for p in signature.parameters.values()
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
+
+
+def _plain_call(obj: Any) -> types.FunctionType | None:
+    """The ``__call__`` function of *obj*'s class when it alone makes *obj*'s signature,
+    as :func:`inspect.signature` reads it (that function's, less its first parameter);
+    None when anything else could count (a class, a descriptor, a partial, a wrapper,
+    an explicit ``__signature__``, a function-like object), or when it is not plain."""
+    cls = type(obj)
+    call = getattr(cls, "__call__", None)  # noqa: B004 - the method itself, not callable()
+    if (
+        type(call) is not types.FunctionType
+        or isinstance(obj, (type, functools.partial))
+        or hasattr(cls, "__get__")
+        or hasattr(obj, "__wrapped__")
+        or hasattr(obj, "__signature__")
+        or hasattr(obj, "_partialmethod")
+        or hasattr(obj, "__code__")
+        or hasattr(call, "__wrapped__")
+        or hasattr(call, "__signature__")
+        or hasattr(call, "_partialmethod")
+    ):
+        return None
+    return call
 
 
 def _marked_async(obj: Any) -> bool:
