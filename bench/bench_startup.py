@@ -619,6 +619,18 @@ def warm_up(space: Workspace) -> None:
     run_once(space, Contender("stevedore must read", "", STEVEDORE_MUST_READ_CACHE, "plain"))
 
 
+MODULES_CODE = "import sys\nIMPORT\nprint(' '.join(sorted(sys.modules)))"
+
+
+def imported_by_tocsin(space: Workspace) -> list[str]:
+    """The modules ``import tocsin`` adds to what ``python -c pass`` has loaded."""
+    loaded = []
+    for statement in ("pass", "import tocsin"):
+        probe = Contender("modules", "", MODULES_CODE.replace("IMPORT", statement), None)
+        loaded.append(set(run_once(space, probe)[1].split()))
+    return sorted(loaded[1] - loaded[0])
+
+
 def stevedore_cache_state(space: Workspace) -> dict[str, Any]:
     """What stevedore decides about its cache in the bench environment, and the cache
     files it wrote (call after the warm-up)."""
@@ -834,6 +846,11 @@ def main(argv: list[str] | None = None) -> int:
         cache = stevedore_cache_state(space)
         print(f"  ready in {time.perf_counter() - started:.1f} s (venv, sites, compiled, warm)")
         print(f"  {describe_stevedore_cache(cache)}")
+        modules = imported_by_tocsin(space)
+        print(
+            f"  import tocsin loads {len(modules)} modules beyond python's start: "
+            f"{' '.join(modules)}"
+        )
         if not cache["on"]:
             raise SystemExit("bench_startup: stevedore's cache is off; the comparison is void")
         times = measure(space, runs)
@@ -855,6 +872,7 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": runs,
                 "work_dir": str(root),
                 "stevedore_cache": cache,
+                "imported_by_import_tocsin": modules,
                 "goal": "; ".join(g["shown"] for g in goals),
                 "goals": goals,
                 "goals_met": all(g["met"] for g in goals),
