@@ -6,7 +6,8 @@ and send once, against stevedore's ``ExtensionManager`` *with its entry-point ca
     python bench/bench_startup.py --quick          # 5 rounds, to check it works
     python bench/bench_startup.py --profile        # also: where tocsin's processes spend it
     python bench/bench_startup.py --keep           # keep the work folder afterwards
-    python bench/bench_startup.py --dir=PATH       # build it there (never under /tmp)
+    python bench/bench_startup.py --dir=PATH       # build it there (never under /tmp;
+                                                   # or set TOCSIN_BENCH_DIR)
 
 The goals (issue 13, "Start-up goals"), each a ratio of medians to cached stevedore
 loading the same 300 plugins, or a difference to ``python -c pass``:
