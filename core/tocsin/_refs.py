@@ -174,25 +174,24 @@ def required_arguments(receiver: Callable[..., Any]) -> list[str] | None:
     keyword: those with no default (positional-only ones included, which no keyword
     can fill).  None when it cannot be introspected.
 
-    Plain functions and bound methods are read from their code object, as
-    :func:`accepts_kwargs` is; other callables through :func:`inspect.signature`.
+    Plain functions, bound methods and instances of a plain class with a plain
+    ``__call__`` are read from their code object, as :func:`accepts_kwargs` reads
+    them; other callables through :func:`inspect.signature`.
     """
     target: Any = receiver
     bound = isinstance(target, types.MethodType)
     if bound:
         target = target.__func__
+    elif not isinstance(target, types.FunctionType):
+        call = _plain_call(target)
+        if call is not None:
+            if not call.__code__.co_argcount:
+                if not call.__code__.co_flags & CO_VARARGS:
+                    return None  # no parameter for the instance: inspect gives up too
+                return _required(call, bound=False)  # (*args, ...): nothing to drop
+            return _required(call, bound=True)
     if isinstance(target, types.FunctionType):
-        code = target.__code__
-        positional = list(code.co_varnames[: code.co_argcount])
-        keyword_only = code.co_varnames[
-            code.co_argcount : code.co_argcount + code.co_kwonlyargcount
-        ]
-        defaults = len(target.__defaults__ or ())
-        required = positional[: len(positional) - defaults]
-        if bound:
-            required = required[1:]  # self
-        kwdefaults = target.__kwdefaults__ or {}
-        return required + [name for name in keyword_only if name not in kwdefaults]
+        return _required(target, bound)
     import inspect
 
     try:
@@ -206,6 +205,20 @@ def required_arguments(receiver: Callable[..., Any]) -> list[str] | None:
         for p in signature.parameters.values()
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
+
+
+def _required(function: types.FunctionType, bound: bool) -> list[str]:
+    """:func:`required_arguments` of a plain function, less its first parameter when
+    *bound* (a method's ``self``)."""
+    code = function.__code__
+    positional = list(code.co_varnames[: code.co_argcount])
+    keyword_only = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    defaults = len(function.__defaults__ or ())
+    required = positional[: len(positional) - defaults]
+    if bound:
+        required = required[1:]  # self
+    kwdefaults = function.__kwdefaults__ or {}
+    return required + [name for name in keyword_only if name not in kwdefaults]
 
 
 def _plain_call(obj: Any) -> types.FunctionType | None:
