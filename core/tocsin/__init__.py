@@ -6,8 +6,7 @@ is imported on first use, so code that only sends signals never imports pluggy.
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING
+import _thread
 
 from tocsin._errors import (
     AsyncReceiversInLoopError,
@@ -30,6 +29,9 @@ from tocsin._signal import ReceiverMark, Signal, TypedSignal, receiver
 #: that reading it costs no metadata lookup.  ``tocsin --version`` prints it.
 __version__ = "0.1.0"
 
+# Not typing.TYPE_CHECKING: ``import tocsin`` does not import typing, which would cost
+# more than the rest of it together (see tocsin._refs).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
@@ -75,7 +77,7 @@ _LAZY = {
 }
 
 
-_plugins_lock = threading.Lock()
+_plugins_lock = _thread.allocate_lock()  # threading.Lock, without importing threading
 
 
 def __getattr__(name: str) -> Any:

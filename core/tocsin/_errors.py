@@ -4,7 +4,9 @@ to do; all re-exported from :mod:`tocsin` (the deferred-delivery ones also from
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+TYPE_CHECKING = False  # not typing's: importing typing is slow (see tocsin._refs)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "AsyncReceiversInLoopError",

@@ -15,17 +15,25 @@ import itertools
 import types
 import weakref
 from collections.abc import Callable, Hashable
-from typing import Any
+
+# Not typing.TYPE_CHECKING: importing typing (and the re, enum and contextlib it
+# imports) would cost more than the rest of ``import tocsin`` together.  Type checkers
+# read a constant of this name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple, final
 
 __all__ = [
     "ANY_SENDER",
     "IMMORTAL_SENDERS",
+    "NamedTuple",
     "ReceiverRef",
     "ReceiverWeakBuiltinMethod",
     "ReceiverWeakMethod",
     "SenderRef",
     "accepts_kwargs",
     "describe",
+    "final",
     "is_async_callable",
     "is_builtin_method",
     "receiver_identity",
@@ -127,6 +135,7 @@ def receiver_identity(receiver: Callable[..., Any]) -> Hashable:
 
 # Code flags, as in the inspect module (which is imported only when needed: it and
 # asyncio are most of what importing tocsin would otherwise cost).
+CO_VARARGS = 0x04
 CO_VARKEYWORDS = 0x08
 CO_COROUTINE = 0x80
 
@@ -135,7 +144,9 @@ def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
     """Whether *receiver* takes ``**kwargs``; True when it cannot be introspected.
 
     Plain functions and bound methods are answered from their code flags (fast, and
-    no reference to the receiver is kept anywhere); other callables go through
+    no reference to the receiver is kept anywhere), and so are instances of a plain
+    class whose ``__call__`` is a plain function (a plugin manager's stand-ins for
+    declared receivers, say: 300 of them at start-up); other callables go through
     :func:`inspect.signature`.
     """
     target: Any = receiver
@@ -143,6 +154,12 @@ def accepts_kwargs(receiver: Callable[..., Any]) -> bool:
         target = target.__func__
     if isinstance(target, types.FunctionType):
         return bool(target.__code__.co_flags & CO_VARKEYWORDS)
+    call = _plain_call(target)
+    if call is not None:
+        code = call.__code__
+        if not code.co_argcount and not code.co_flags & CO_VARARGS:
+            return True  # no parameter for the instance: inspect.signature gives up too
+        return bool(code.co_flags & CO_VARKEYWORDS)
     import inspect
 
     try:
@@ -157,25 +174,24 @@ def required_arguments(receiver: Callable[..., Any]) -> list[str] | None:
     keyword: those with no default (positional-only ones included, which no keyword
     can fill).  None when it cannot be introspected.
 
-    Plain functions and bound methods are read from their code object, as
-    :func:`accepts_kwargs` is; other callables through :func:`inspect.signature`.
+    Plain functions, bound methods and instances of a plain class with a plain
+    ``__call__`` are read from their code object, as :func:`accepts_kwargs` reads
+    them; other callables through :func:`inspect.signature`.
     """
     target: Any = receiver
     bound = isinstance(target, types.MethodType)
     if bound:
         target = target.__func__
+    elif not isinstance(target, types.FunctionType):
+        call = _plain_call(target)
+        if call is not None:
+            if not call.__code__.co_argcount:
+                if not call.__code__.co_flags & CO_VARARGS:
+                    return None  # no parameter for the instance: inspect gives up too
+                return _required(call, bound=False)  # (*args, ...): nothing to drop
+            return _required(call, bound=True)
     if isinstance(target, types.FunctionType):
-        code = target.__code__
-        positional = list(code.co_varnames[: code.co_argcount])
-        keyword_only = code.co_varnames[
-            code.co_argcount : code.co_argcount + code.co_kwonlyargcount
-        ]
-        defaults = len(target.__defaults__ or ())
-        required = positional[: len(positional) - defaults]
-        if bound:
-            required = required[1:]  # self
-        kwdefaults = target.__kwdefaults__ or {}
-        return required + [name for name in keyword_only if name not in kwdefaults]
+        return _required(target, bound)
     import inspect
 
     try:
@@ -189,6 +205,43 @@ def required_arguments(receiver: Callable[..., Any]) -> list[str] | None:
         for p in signature.parameters.values()
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
+
+
+def _required(function: types.FunctionType, bound: bool) -> list[str]:
+    """:func:`required_arguments` of a plain function, less its first parameter when
+    *bound* (a method's ``self``)."""
+    code = function.__code__
+    positional = list(code.co_varnames[: code.co_argcount])
+    keyword_only = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+    defaults = len(function.__defaults__ or ())
+    required = positional[: len(positional) - defaults]
+    if bound:
+        required = required[1:]  # self
+    kwdefaults = function.__kwdefaults__ or {}
+    return required + [name for name in keyword_only if name not in kwdefaults]
+
+
+def _plain_call(obj: Any) -> types.FunctionType | None:
+    """The ``__call__`` function of *obj*'s class when it alone makes *obj*'s signature,
+    as :func:`inspect.signature` reads it (that function's, less its first parameter);
+    None when anything else could count (a class, a descriptor, a partial, a wrapper,
+    an explicit ``__signature__``, a function-like object), or when it is not plain."""
+    cls = type(obj)
+    call = getattr(cls, "__call__", None)  # noqa: B004 - the method itself, not callable()
+    if (
+        type(call) is not types.FunctionType
+        or isinstance(obj, (type, functools.partial))
+        or hasattr(cls, "__get__")
+        or hasattr(obj, "__wrapped__")
+        or hasattr(obj, "__signature__")
+        or hasattr(obj, "_partialmethod")
+        or hasattr(obj, "__code__")
+        or hasattr(call, "__wrapped__")
+        or hasattr(call, "__signature__")
+        or hasattr(call, "_partialmethod")
+    ):
+        return None
+    return call
 
 
 def _marked_async(obj: Any) -> bool:
@@ -229,3 +282,41 @@ def describe(receiver: object) -> str:
     """A readable name for any callable, for messages and logs."""
     name = getattr(receiver, "__qualname__", None)
     return name if isinstance(name, str) else repr(receiver)
+
+
+# -- typing's run-time parts, without typing ---------------------------------------------
+# The core modules import these two from here, not from typing, so that ``import tocsin``
+# does not import typing; type checkers see typing's own (above).
+
+if not TYPE_CHECKING:
+
+    def final(cls: Any) -> Any:
+        """``typing.final`` at run time: sets ``__final__`` where it can, as it does."""
+        try:
+            cls.__final__ = True
+        except (AttributeError, TypeError):
+            pass
+        return cls
+
+    class _NamedTupleMeta(type):
+        """Makes ``class C(NamedTuple)`` a :func:`collections.namedtuple`, as
+        ``typing.NamedTuple`` does: the annotated names are the fields (those with a value
+        are the defaults), everything else in the class body (docstring, methods,
+        properties) is set on the class."""
+
+        def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> Any:
+            import collections
+
+            annotations = namespace.get("__annotations__", {})
+            fields = list(annotations)
+            defaults = [namespace[field] for field in fields if field in namespace]
+            cls = collections.namedtuple(
+                name, fields, defaults=defaults, module=namespace["__module__"]
+            )
+            cls.__annotations__ = dict(annotations)
+            for key, value in namespace.items():
+                if key not in ("__module__", "__annotations__") and key not in fields:
+                    setattr(cls, key, value)
+            return cls
+
+    NamedTuple = type.__new__(_NamedTupleMeta, "NamedTuple", (), {})

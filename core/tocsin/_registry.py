@@ -24,15 +24,13 @@ The plugin manager and ``tocsin.testing`` use this interface (``find``, ``drop``
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import contextvars
 import itertools
-import logging
-import threading
 import types
 import weakref
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, NamedTuple, final
 
 from tocsin._refs import (
     ANY_SENDER,
@@ -55,6 +53,14 @@ from tocsin._refs import (
 )
 from tocsin._send import COMPILED
 
+# typing is not imported at run time (see tocsin._refs): ``import tocsin`` would cost
+# twice as much.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple, final
+else:
+    from tocsin._refs import NamedTuple, final
+
 __all__ = [
     "CACHE_LIMIT",
     "EMPTY_PLAN",
@@ -68,8 +74,6 @@ __all__ = [
     "validate_options",
     "validate_receiver",
 ]
-
-logger = logging.getLogger("tocsin.dispatch")
 
 #: How many senders without receivers of their own get a cache entry.  They all share
 #: the any-sender receivers, so past this many (say, a fresh object as sender on every
@@ -97,7 +101,7 @@ _ownership: contextvars.ContextVar[Ownership | None] = contextvars.ContextVar(
 #: How many owned_by() blocks are open in the process.  connect() reads the context
 #: variable only while some are: a global read costs a third of ContextVar.get().
 _open_ownerships = 0
-_ownerships_lock = threading.Lock()
+_ownerships_lock = _thread.allocate_lock()  # threading.Lock, without threading
 
 
 @contextlib.contextmanager
@@ -290,7 +294,7 @@ class Registry:
         self.provides = provides
         #: Guards every table below but the two caches, which are only ever replaced
         #: entry by entry (atomic dict operations) so that sends need no lock.
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()  # what threading.Lock is
         #: lookup key -> connection, in connection order.  The send reads only its
         #: emptiness, through the same dict object (never replaced, only mutated).
         self.connections: dict[Hashable, Connection] = {}
@@ -875,7 +879,9 @@ class Registry:
             try:
                 callback(self.signal)
             except Exception:
-                logger.exception(
+                import logging  # imported when first needed: it is slow to import
+
+                logging.getLogger("tocsin.dispatch").exception(
                     "Error in activity watcher %s of %r", describe(callback), self.signal
                 )
 

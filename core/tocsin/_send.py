@@ -10,14 +10,19 @@ says ``TOCSIN_PURE_PYTHON=1``; both behave the same, and the test suite runs on 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any
 
-from tocsin._refs import Holder
 from tocsin._switches import env_switch
+
+# typing is not imported at run time (see tocsin._refs).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from tocsin._refs import Holder
 
 __all__ = ["COMPILED", "PureSendCore", "Responses", "SendCore"]
 
-Responses = list[tuple[Callable[..., Any], Any]]
+Responses = list[tuple[Callable[..., "Any"], "Any"]]
 
 
 class PureSendCore:

@@ -11,41 +11,60 @@ slow path it falls back to, ``send_robust``, ``asend`` and ``asend_robust``.
 from __future__ import annotations
 
 import contextvars
-import logging
 import sys
-import threading
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, final, overload
 
 from tocsin._errors import AsyncReceiversInLoopError
 from tocsin._prototype import read_prototype
-from tocsin._refs import Holder, describe
-from tocsin._registry import (
-    Plan,
-    Registry,
-    Snapshot,
-    validate_fit,
-    validate_options,
-    validate_receiver,
-)
-from tocsin._send import PureSendCore, Responses
+from tocsin._refs import describe
+from tocsin._registry import Registry, validate_fit, validate_options, validate_receiver
+from tocsin._send import PureSendCore
 from tocsin._switches import env_switch
 
+# typing is not imported at run time: with what it imports, it would cost more than the
+# rest of ``import tocsin`` together.  Type checkers read a constant of this name as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import (
+        Awaitable,
+        Callable,
+        Coroutine,
+        Hashable,
+        Iterable,
+        Iterator,
+        Sequence,
+    )
+    from typing import Any, Generic, NamedTuple, TypeVar, final, overload
+
     # Type checkers see the pure class, which declares what the C one implements.
     from typing_extensions import ParamSpec
 
+    from tocsin._refs import Holder
+    from tocsin._registry import Plan, Snapshot
     from tocsin._send import PureSendCore as SendCore
+    from tocsin._send import Responses
 
     P = ParamSpec("P", default=...)
+    ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
+    ResultT = TypeVar("ResultT")
+    ArgsT = ParamSpec("ArgsT")
 else:
-    from typing import ParamSpec
-
+    from tocsin._refs import NamedTuple, final
     from tocsin._send import SendCore
 
-    P = ParamSpec("P")
+    class Generic:
+        """What ``typing.Generic`` does at run time for :class:`TypedSignal`, without
+        importing typing: ``Generic[P]`` as a base class, and ``TypedSignal[...]``, which
+        gives a :class:`types.GenericAlias` (as ``list[int]`` does)."""
+
+        __slots__ = ()
+
+        def __class_getitem__(cls, parameters: object) -> types.GenericAlias:
+            return types.GenericAlias(cls, parameters)
+
+    P = "P"  # a typed signal's parameters, for type checkers only
 
 __all__ = [
     "ReceiverMark",
@@ -57,15 +76,9 @@ __all__ = [
     "sending_method",
 ]
 
-logger = logging.getLogger("tocsin.dispatch")
-
 #: What a strict signal's send reads instead of its connection table: never empty, not
 #: a dict, so the C send and the pure one both go to the slow path, which checks.
 _ALWAYS_ASK: Any = frozenset({"strict"})
-
-ReceiverT = TypeVar("ReceiverT", bound=Callable[..., Any])
-ResultT = TypeVar("ResultT")
-ArgsT = ParamSpec("ArgsT")
 
 
 #: While a plugin manager imports a plugin, the ``(function, marks)`` pairs that
@@ -90,7 +103,7 @@ class ReceiverMark(NamedTuple):
     priority: int
 
 
-class ReceiverList(list[Callable[..., Any]]):
+class ReceiverList(list["Callable[..., Any]"]):
     """What :attr:`Signal.receivers` returns: the live receivers, and the connections
     they came from, so that assigning the list back (unchanged) restores exactly those."""
 
@@ -635,8 +648,11 @@ async def _off_the_loop(call: Callable[..., Responses], *args: Any) -> Responses
 
 def _log_failure(receiver: Callable[..., Any], error: Exception) -> None:
     # One message for send_robust and asend_robust alike, as the contract (and Django,
-    # whose asend_robust logs the same text) has it: log filters match on it.
-    logger.error(
+    # whose asend_robust logs the same text) has it: log filters match on it.  logging
+    # is imported when first needed: it is slow to import.
+    import logging
+
+    logging.getLogger("tocsin.dispatch").error(
         "Error calling %s in Signal.send_robust() (%s)", describe(receiver), error, exc_info=error
     )
 
@@ -653,26 +669,27 @@ def _pick_receiver(
     return receiver
 
 
-@overload
-def receiver(  # type: ignore[overload-overlap]  # a typed signal is checked first
-    signal: TypedSignal[ArgsT],
-    *,
-    sender: Any = None,
-    weak: bool = True,
-    dispatch_uid: Hashable | None = None,
-    priority: int = 0,
-) -> Callable[[Callable[ArgsT, ResultT]], Callable[ArgsT, ResultT]]: ...
+if TYPE_CHECKING:  # typing.overload, at run time, would need typing
 
+    @overload
+    def receiver(  # type: ignore[overload-overlap]  # a typed signal is checked first
+        signal: TypedSignal[ArgsT],
+        *,
+        sender: Any = None,
+        weak: bool = True,
+        dispatch_uid: Hashable | None = None,
+        priority: int = 0,
+    ) -> Callable[[Callable[ArgsT, ResultT]], Callable[ArgsT, ResultT]]: ...
 
-@overload
-def receiver(
-    signal: Signal | Sequence[Signal],
-    *,
-    sender: Any = None,
-    weak: bool = True,
-    dispatch_uid: Hashable | None = None,
-    priority: int = 0,
-) -> Callable[[ReceiverT], ReceiverT]: ...
+    @overload
+    def receiver(
+        signal: Signal | Sequence[Signal],
+        *,
+        sender: Any = None,
+        weak: bool = True,
+        dispatch_uid: Hashable | None = None,
+        priority: int = 0,
+    ) -> Callable[[ReceiverT], ReceiverT]: ...
 
 
 def receiver(signal: Any, **options: Any) -> Callable[[ReceiverT], ReceiverT]:

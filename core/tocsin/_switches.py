@@ -18,10 +18,11 @@ This module is imported while ``import tocsin`` runs (by the send, for
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from tocsin._errors import PluginConfigError
 
+# Not typing.TYPE_CHECKING: importing typing is slow (see tocsin._refs).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
