@@ -617,7 +617,7 @@ def test_pyproject_unknown_key_message(tmp_path: Path) -> None:
     message = str(caught.value)
     assert str(pyproject) in message
     assert "unknown keys disable" in message
-    assert "known keys: autoload, disabled, plugins, strict" in message
+    assert "known keys: autoload, disabled, plugins, state, state_interval, strict" in message
 
 
 def test_pyproject_wrong_value_message(tmp_path: Path) -> None:
