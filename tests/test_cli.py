@@ -657,3 +657,36 @@ def test_doctor_import_times_reports_a_hanging_plugin_by_name(tmp_path: Path) ->
     text = run(site, tmp_path, "doctor", "--import-times", "3")
     assert "plugin-import-failed: importing plugin 'stuck'" in text.stdout
     assert "import times: acme-audit" in text.stdout
+
+
+def test_plugins_switches_in_the_shared_state_and_shows_them(site: Path, tmp_path: Path) -> None:
+    state = {"TOCSIN_STATE": str(tmp_path / "state.sqlite3")}
+    switched = run(
+        site, tmp_path, "plugins", "disable", "acme-audit", "--reason", "audit down", env=state
+    )
+    assert switched.returncode == 0, switched.stderr
+    assert switched.stdout == "acme-audit: disabled in the shared plugin state\n"
+    listed = json.loads(run(site, tmp_path, "plugins", "--json", env=state).stdout)["plugins"]
+    [row] = [r for r in listed if r["name"] == "acme-audit"]
+    assert (row["enabled"], row["shared"], row["local_override"]) == (False, False, False)
+    history = json.loads(run(site, tmp_path, "plugins", "history", "--json", env=state).stdout)
+    [change] = history["history"]
+    assert (change["plugin"], change["enabled"], change["reason"]) == (
+        "acme-audit",
+        False,
+        "audit down",
+    )
+    assert run(site, tmp_path, "plugins", "enable", "acme-audit", env=state).returncode == 0
+    listed = json.loads(run(site, tmp_path, "plugins", "--json", env=state).stdout)["plugins"]
+    assert [r["enabled"] for r in listed if r["name"] == "acme-audit"] == [True]
+
+
+def test_plugins_switch_without_a_shared_state_says_how_to_configure_one(
+    site: Path, tmp_path: Path
+) -> None:
+    result = run(site, tmp_path, "plugins", "disable", "acme-audit")
+    assert result.returncode == 1
+    assert "No shared plugin state is configured: set TOCSIN_STATE" in result.stderr
+    missing = run(site, tmp_path, "plugins", "disable")
+    assert missing.returncode == 2
+    assert "needs the plugin's name" in missing.stderr

@@ -297,6 +297,18 @@ def _plugins(report: _Report) -> _Result:
             if where is not None:
                 details.append(f"    at {where[0]}:{where[1]}")
     header = ["plugin", "distribution", "version", "enabled", "loaded", "receivers", "error"]
+    shared = _shared_switches(report.manager)
+    if shared is not None:
+        # With a shared plugin state (issue 17): its switch, and a local override.
+        header.insert(4, "shared")
+        for row, cell in zip(rows, cells, strict=True):
+            switch, override = shared.get(row["name"], (None, False))
+            row["shared"] = switch
+            row["local_override"] = override
+            text = {None: "-", True: "on", False: "off"}[switch] + (
+                " (local override)" if override else ""
+            )
+            cell.insert(4, text)
     lines = _table(header, cells)
     if not rows:
         # (Nothing loaded because of a configuration error is not "nothing installed".)
@@ -368,6 +380,16 @@ def _doctor(report: _Report) -> _Result:
 
     manager = report.manager
     declared = _check_declarations(manager, problem)
+    if manager.shared_state is not None:
+        from tocsin.state import read_shared_state
+
+        shared = read_shared_state(manager)
+        if not shared.reachable:
+            problem(
+                "shared-state-unreachable",
+                f"the shared plugin state at {shared.backend} cannot be reached "
+                f"({shared.error}); processes keep their last known switches",
+            )
     for name in manager:
         info = manager[name]
         if info.error is None:
@@ -734,6 +756,20 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if result.failed or errors else 0
+
+
+def _shared_switches(manager: PluginManager) -> dict[str, tuple[bool | None, bool]] | None:
+    """Each plugin's switch in the shared plugin state and whether this process
+    overrides it; None when no shared state is followed."""
+    if manager.shared_state is None:
+        return None
+    from tocsin.state import read_shared_state
+
+    report = read_shared_state(manager)
+    return {
+        row.name: (None if row.shared is None else row.shared.enabled, row.override)
+        for row in report.plugins
+    }
 
 
 def _switch(args: argparse.Namespace, manager: PluginManager | None) -> int:
