@@ -8,7 +8,9 @@ itself emits for signatures (an optional ``<autoref>``): a link where the target
 documented on this site, a code span with the full name as its tooltip where it is not
 (``sqlalchemy.orm.Session``, say).  ``~`` shows the last part of the name, as in Sphinx;
 a name without a module is looked up from the documented object, as Python would.
-Everything else in a docstring is left to mkdocstrings.
+Sphinx's ``.. versionadded::`` and ``.. versionchanged::`` lines (blinker's habit, which
+tocsin follows) become an italic "Added in" / "Changed in" sentence.  Everything else in
+a docstring is left to mkdocstrings.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 import griffe
 
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|mod|data|attr|exc|obj|const):`(~?)([^`]+)`")
+VERSION = re.compile(r"^(\s*)\.\. version(added|changed):: *(\S+) *(.*)$", re.MULTILINE)
+VERSION_WORDS = {"added": "Added", "changed": "Changed"}
 
 
 def identifier(obj: griffe.Object, name: str) -> str:
@@ -47,7 +51,11 @@ def cross_references(obj: griffe.Object, text: str) -> str:
         target = escape(identifier(obj, name), quote=True)
         return f'<autoref identifier="{target}" optional><code>{escape(title)}</code></autoref>'
 
-    return ROLE.sub(link, text)
+    def version(match: re.Match[str]) -> str:
+        indent, kind, number, rest = match.groups()
+        return f"{indent}*{VERSION_WORDS[kind]} in {number}:* {rest}".rstrip()
+
+    return VERSION.sub(version, ROLE.sub(link, text))
 
 
 class SphinxCrossReferences(griffe.Extension):
