@@ -142,6 +142,9 @@ class SharedState:
         self.switches: Mapping[str, PluginSwitch] = {}
         #: False while the backend cannot be reached; the error that said so.
         self.reachable = True
+        # Guards the reachable flag's flips, so that the follower thread and a request's
+        # check, failing at once, say so once between them.
+        self._reachability = threading.Lock()
         self.last_error: BaseException | None = None
         self._token: object = None
         self._refreshing = threading.Lock()
@@ -236,24 +239,28 @@ class SharedState:
         self.refresh()
 
     def _unreachable(self, error: BaseException) -> None:
-        self.last_error = error
-        if self.reachable:
+        with self._reachability:
+            self.last_error = error
+            if not self.reachable:
+                return
             self.reachable = False
-            logger.warning(
-                "Shared plugin state %s cannot be reached (%s: %s); this process keeps "
-                "its last known state (version %s) and tries again every %gs.",
-                self.backend.description,
-                type(error).__name__,
-                error,
-                self.version,
-                self.interval,
-            )
+        logger.warning(
+            "Shared plugin state %s cannot be reached (%s: %s); this process keeps "
+            "its last known state (version %s) and tries again every %gs.",
+            self.backend.description,
+            type(error).__name__,
+            error,
+            self.version,
+            self.interval,
+        )
 
     def _reached(self) -> None:
-        if not self.reachable:
+        with self._reachability:
+            if self.reachable:
+                return
             self.reachable = True
             self.last_error = None
-            logger.warning("Shared plugin state %s answers again.", self.backend.description)
+        logger.warning("Shared plugin state %s answers again.", self.backend.description)
 
     # -- writing ----------------------------------------------------------------------
 
