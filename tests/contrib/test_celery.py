@@ -1213,3 +1213,47 @@ class TestRealWorker:
         assert done["deliveries"] == 2
         assert done["message_id"] == started["message_id"] == result.id
         second.stop()
+
+
+@needs_redis
+def test_two_prefork_workers_follow_the_shared_plugin_state(
+    celery_env: CeleryEnv, events: Events, request: pytest.FixtureRequest
+) -> None:
+    """Issue 17: a plugin switched off in the shared state (Redis here) stops running in
+    every worker, between tasks, without a restart; switched on again, it runs again."""
+    from tocsin_celery_testplugin import receivers, signals
+
+    state = {"TOCSIN_STATE": celery_env.redis.url(5)}
+    app = celery_env.app(3)
+    workers = [celery_env.start_worker(name, app, db=3, **state) for name in ("s1", "s2")]
+
+    def switch(action: str) -> None:
+        env = celery_env.worker_env(3, **state)
+        done = subprocess.run(
+            [sys.executable, "-m", "tocsin", "plugins", action, "celery-test", "--reason", "t"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+
+    token = _token(request)
+    assert receivers.log_ping in signals.ping.receivers  # the sending side publishes
+    switch("disable")
+    time.sleep(1.5)  # pushed by pub/sub at once; the interval is the bound
+    [(_, result)] = signals.ping.send(sender=None, token=f"off-{token}")
+    deadline = time.monotonic() + 15
+    while not any(f"Rejected tocsin message {result.id}" in w.log() for w in workers):
+        assert time.monotonic() < deadline, "no worker rejected the message"
+        time.sleep(0.1)
+    assert events.where(token=f"off-{token}") == []
+
+    switch("enable")
+    time.sleep(1.5)
+    [(_, result)] = signals.ping.send(sender=None, token=f"on-{token}")
+    assert result.get(timeout=15) == "pong"
+    [event] = events.wait(kind="ping", token=f"on-{token}")
+    assert event["worker"] in ("s1", "s2")
+    for worker in workers:
+        worker.stop()
