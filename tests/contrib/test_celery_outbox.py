@@ -9,6 +9,7 @@ celery_harness.py, and SQLite and PostgreSQL databases.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -176,6 +177,9 @@ def test_broker_down_keeps_the_row_and_the_relay_publishes_it(
         [(_, result)] = sig.send(sender=Invoice, instance=invoice)
         session.commit()  # the publish fails after it, within the publish timeout
     assert time.monotonic() - started < 5
+    # The publish was still retrying when the sender stopped waiting: the row is the
+    # sender's until that publish ends (then released, as failed) or the claim expires.
+    wait_until(lambda: rows(engine)[0].claimed_by is None, 20, "the late publish to fail")
     [row] = rows(engine)
     assert (row.message_id, row.attempts, row.claimed_by, row.published_at) == (
         result.id,
@@ -185,8 +189,10 @@ def test_broker_down_keeps_the_row_and_the_relay_publishes_it(
     )
     # A relay on the broker that is still down: the attempt is counted, with backoff.
     assert relay_once(engine, down_app, backoff=60) == 0
+    wait_until(lambda: rows(engine)[0].claimed_by is None, 20, "the relay's publish to fail")
     [row] = rows(engine)
     assert row.attempts == 2
+    assert row.next_attempt_at > row.created + datetime.timedelta(seconds=30)
     assert relay_once(engine, memory_app) == 0  # not due yet
     with engine.begin() as connection:
         connection.execute(outbox_table.update().values(next_attempt_at=_now()))

@@ -170,7 +170,12 @@ class DeferredReceiver:
         return self._publish(app, task, envelope, {})
 
     def _publish(
-        self, app: Any, task: Any, envelope: dict[str, JSON], options: Mapping[str, Any]
+        self,
+        app: Any,
+        task: Any,
+        envelope: dict[str, JSON],
+        options: Mapping[str, Any],
+        on_late: Callable[[BaseException | None], None] | None = None,
     ) -> Any:
         """Enqueue *envelope*, within the publish timeout (see ``_publish``)."""
         return publish(
@@ -180,6 +185,7 @@ class DeferredReceiver:
             timeout=publish_timeout_of(self.publish_timeout, app),
             identity=self.identity,
             signal=cast(str, envelope["signal"]),
+            on_late=on_late,
         )
 
     def envelope(self, signal: Signal, sender: Any, named: Mapping[str, Any]) -> dict[str, JSON]:
@@ -293,8 +299,17 @@ class DeferredReceiver:
     ) -> None:
         from tocsin.contrib.celery import outbox
 
+        keep = outbox.keep_published_of(task.app)
+
+        def settle(error: BaseException | None) -> None:
+            # The row's fate once the broker took the message, or did not.
+            if error is None:
+                outbox.mark_published(engine, message_id, token, keep)
+            else:
+                outbox.release(engine, message_id, token, failed=True, backoff=0)
+
         try:
-            self._publish(task.app, task, envelope, {"task_id": message_id})
+            self._publish(task.app, task, envelope, {"task_id": message_id}, on_late=settle)
         except Exception as error:
             logger.warning(
                 "Could not enqueue deferred receiver %s for signal %r after the commit "
@@ -304,13 +319,15 @@ class DeferredReceiver:
                 message_id,
                 error,
             )
+            if getattr(error, "may_publish_late", False):
+                return  # settled when that publish ends, else when the claim expires
             try:
                 outbox.release(engine, message_id, token, failed=True, backoff=0)
             except Exception:
                 logger.exception("Could not release outbox message %s.", message_id)
             return
         try:
-            outbox.mark_published(engine, message_id, token, outbox.keep_published_of(task.app))
+            outbox.mark_published(engine, message_id, token, keep)
         except Exception:  # published; a relay will publish it again (at least once)
             logger.exception("Could not mark outbox message %s as published.", message_id)
 

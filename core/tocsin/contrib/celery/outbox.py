@@ -23,6 +23,7 @@ project migrated with Alembic (see the docs).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import os
@@ -268,6 +269,9 @@ def relay_once(
             continue
         envelope = json.loads(row.envelope)
         options = json.loads(row.options)
+        settle = functools.partial(
+            _settle, engine, row.message_id, token, keep, row.attempts + 1, backoff, max_backoff
+        )
         try:
             publish(
                 task,
@@ -276,17 +280,21 @@ def relay_once(
                 timeout=timeout,
                 identity=cast(str, envelope.get("receiver")),
                 signal=cast(str, envelope.get("signal")),
+                on_late=settle,
             )
         except Exception as error:
             delay = backoff_seconds(row.attempts + 1, backoff, max_backoff)
             logger.warning(
-                "Outbox relay could not publish message %s (attempt %d); next try in %.1f s: %s",
+                "Outbox relay could not publish message %s (attempt %d); next try in "
+                "about %.1f s: %s",
                 row.message_id,
                 row.attempts + 1,
                 delay,
                 error,
             )
-            release(engine, row.message_id, token, failed=True, backoff=delay)
+            if not getattr(error, "may_publish_late", False):
+                release(engine, row.message_id, token, failed=True, backoff=delay)
+            # else: settled when that publish ends (or the claim expires)
             broken = True
             continue
         mark_published(engine, row.message_id, token, keep)
@@ -294,6 +302,24 @@ def relay_once(
     if keep > 0:
         purge_published(engine, keep)
     return published
+
+
+def _settle(
+    engine: Any,
+    message_id: str,
+    token: str,
+    keep: float,
+    attempts: int,
+    backoff: float,
+    max_backoff: float,
+    error: BaseException | None,
+) -> None:
+    """A publish the relay gave up waiting for has ended after all."""
+    if error is None:
+        mark_published(engine, message_id, token, keep)
+    else:
+        delay = backoff_seconds(attempts, backoff, max_backoff)
+        release(engine, message_id, token, failed=True, backoff=delay)
 
 
 def run_relay(
