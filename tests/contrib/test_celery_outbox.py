@@ -315,6 +315,63 @@ class TestRealBroker:
         finally:
             app.conf.tocsin_publish_timeout = None
 
+    # While Redis is dead, the result backends of this process's apps (subscribed to
+    # earlier tests' results) fail to reconnect, and say so from their callbacks.
+    @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+    def test_broker_killed_and_restarted_the_relay_publishes_what_is_pending(
+        self,
+        celery_env: CeleryEnv,
+        events: Events,
+        main_worker: Any,
+        outbox_engine: Any,
+    ) -> None:
+        from tocsin_celery_testplugin.apps import make_app as make_test_app
+
+        app = make_test_app(celery_env.redis.url(0))
+        app.conf.result_backend = None  # the sender needs no results: nothing subscribes
+        app.set_current()
+        app.conf.tocsin_publish_timeout = 1.0
+        run = uuid.uuid4().hex[:6]
+        during = [f"{run}-killed-{i}" for i in range(5)]
+        try:
+            celery_env.redis.kill()
+            try:
+                for token in during:
+                    _send_committed(outbox_engine, token)
+                _send_committed(outbox_engine, f"{run}-rolled-back", commit=False)
+
+                def released() -> bool:  # every publish has failed, and said so
+                    return all(
+                        row.claimed_by is None and row.attempts >= 1 for row in rows(outbox_engine)
+                    )
+
+                wait_until(released, 30, "the failed publishes to release their rows")
+                assert _pending(outbox_engine) == len(during)
+            finally:
+                celery_env.redis.restart()
+            main_worker.wait_ready(60)  # reconnected to the new server
+
+            relayed = 0
+
+            def drained() -> bool:
+                nonlocal relayed
+                relayed += relay_once(outbox_engine, app, backoff=0.1, max_backoff=0.5)
+                return _pending(outbox_engine) == 0
+
+            wait_until(drained, 60, "the relay to publish every pending row", interval=0.2)
+            assert relayed == len(during)  # the relay, not the senders, published them
+            for token in during:
+                events.wait(kind="outboxed", token=token, timeout=60)
+            time.sleep(1)
+            assert events.where(kind="outboxed", token=f"{run}-rolled-back") == []
+            duplicates = sum(
+                len(events.where(kind="outboxed", token=token)) - 1 for token in during
+            )
+            print(f"outbox broker killed: {len(during)} sends, 0 lost, {duplicates} duplicates")
+        finally:
+            app.close()
+            celery_env.app(0)
+
     def test_two_relays_publish_each_row_once(
         self,
         celery_env: CeleryEnv,
