@@ -5,6 +5,7 @@ Usage:
     tocsin [--group G] [--import MODULE ...] plugins [--json]
     tocsin [--group G] [--import MODULE ...] signals [--json]
     tocsin [--group G] [--import MODULE ...] doctor  [--json]
+    tocsin relay --database URL --app MODULE:ATTR [--once] [--interval S] [--batch N]
     tocsin --version
 
 ``--group`` inspects another entry-point group than ``tocsin.plugins``; ``--import``
@@ -48,6 +49,11 @@ if there is any.  It loads like ``load(verify=True)``.  The problems, by their
                                (checked for every plugin, without importing plugin code)
     plugin-index               the entry-point index cannot be used (every start scans)
     ========================== ===============================================================
+
+``tocsin relay`` publishes the pending rows of the deferred receivers' outbox
+(``tocsin_outbox``, see :mod:`tocsin.contrib.celery.outbox`) in the database at URL,
+with the Celery app MODULE:ATTR, until interrupted (``--once``: one pass, printing how
+many it published).
 
 Every command reports a configuration error (exit status 1) rather than failing with a
 traceback.  ``--json`` prints plain JSON values: a ``dispatch_uid`` or sender that is

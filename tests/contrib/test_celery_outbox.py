@@ -44,7 +44,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from tocsin import Signal
 from tocsin.contrib.celery import DeferredConfigurationError, connect_deferred, deferred, install
 from tocsin.contrib.celery.migrations import VERSIONS_DIR
-from tocsin.contrib.celery.outbox import _now, create_outbox_table, outbox_table, relay_once
+from tocsin.contrib.celery.outbox import (
+    _now,
+    create_outbox_table,
+    outbox_table,
+    relay_once,
+    relay_task,
+)
 
 
 class Base(DeclarativeBase):
@@ -197,6 +203,20 @@ def test_broker_down_keeps_the_row_and_the_relay_publishes_it(
     with engine.begin() as connection:
         connection.execute(outbox_table.update().values(next_attempt_at=_now()))
     assert relay_once(engine, memory_app) == 1
+    assert rows(engine) == []
+
+
+def test_relay_task_for_celery_beat(engine: Any, down_app: Any, memory_app: Any) -> None:
+    sig, _ = outboxed(down_app)
+    with Session(engine) as session:
+        session.add(invoice := Invoice(label="paid"))
+        session.flush()
+        sig.send(sender=Invoice, instance=invoice)
+        session.commit()
+    wait_until(lambda: rows(engine)[0].claimed_by is None, 20, "the late publish to fail")
+    task = relay_task(memory_app, str(engine.url), name="test.outbox_relay")
+    assert task.name == "test.outbox_relay"
+    assert task.apply().get() == 1
     assert rows(engine) == []
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "metadata",
     "outbox_table",
     "relay_once",
+    "relay_task",
     "run_relay",
 ]
 
@@ -341,3 +342,21 @@ def run_relay(
             published = 0
         if published < batch:
             time.sleep(interval)
+
+
+def relay_task(
+    app: Any, database: str, *, name: str = "tocsin.outbox_relay", **options: Any
+) -> Any:
+    """Register a Celery task on *app* that makes one :func:`relay_once` pass over the
+    outbox in the database at URL *database* (its engine made once per process), and
+    return it; schedule it with beat (``app.conf.beat_schedule``).  *options* go to
+    :func:`relay_once`.  The task returns how many rows it published."""
+    engines: dict[int, Any] = {}
+
+    def relay() -> int:
+        engine = engines.get(os.getpid())
+        if engine is None:  # a forked worker child makes its own
+            engine = engines[os.getpid()] = sa.create_engine(database)
+        return relay_once(engine, app, **options)
+
+    return app.task(name=name, shared=False, ignore_result=True)(relay)
