@@ -118,3 +118,16 @@ def new_module(
     yield make
     for name in made:
         sys.modules.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def tocsin_loggers_enabled() -> None:
+    """Each test starts with tocsin's loggers enabled.  ``logging.config.fileConfig``
+    (which an Alembic ``env.py`` calls) disables every logger that exists at that
+    moment, for the rest of the process: a later test's ``caplog`` would then see
+    nothing of tocsin's, depending only on the order the tests ran in."""
+    import logging
+
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and (name == "tocsin" or name.startswith("tocsin.")):
+            logger.disabled = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -220,6 +221,23 @@ def test_relay_task_for_celery_beat(engine: Any, down_app: Any, memory_app: Any)
     assert rows(engine) == []
 
 
+@pytest.fixture
+def existing_loggers_kept() -> Iterator[None]:
+    """The env.py that ``alembic init`` writes calls ``logging.config.fileConfig``, which
+    disables every logger that exists (tocsin's among them) for the rest of the
+    process; put them back, so that later tests still see tocsin's log records."""
+    loggers = [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    disabled = [logger.disabled for logger in loggers]
+    yield
+    for logger, was in zip(loggers, disabled, strict=True):
+        logger.disabled = was
+
+
+@pytest.mark.usefixtures("existing_loggers_kept")
 def test_alembic_revision_creates_the_table(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'migrated.db'}"
     command.init(Config(str(tmp_path / "alembic.ini")), str(tmp_path / "migrations"))
