@@ -399,7 +399,7 @@ def _take(dist: Any, groups: tuple[str, ...], seen: set[str]) -> tuple[str, Any]
     None for one already seen (by normalized name), unreadable, or without any;
     :data:`_NAMELESS` (warned about) for one without a name that declares some."""
     try:
-        name = dist.metadata["Name"] or ""
+        name = dist.metadata.get("Name") or ""  # [] warns on 3.12+ for a missing key
         normalized = _normalize(name)
         if not normalized:
             return _NAMELESS if _report_nameless(dist, groups) else None

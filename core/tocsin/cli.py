@@ -627,7 +627,7 @@ def _near_miss_groups(group: str) -> list[dict[str, Any]]:
     seen: set[tuple[str, str]] = set()
     for distribution in metadata.distributions():
         try:
-            name = distribution.metadata["Name"] or "?"
+            name = (distribution.metadata.get_all("Name") or ["?"])[0]  # [] warns if missing
             points = list(distribution.entry_points)
         except Exception:  # metadata that cannot be read: not this check's business
             continue
