@@ -4,6 +4,7 @@ modules and the multi-process tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -35,8 +36,9 @@ def clean(monkeypatch: pytest.MonkeyPatch, site: Path, tmp_path: Path) -> Iterat
     monkeypatch.chdir(tmp_path)  # no pyproject.toml above: [tool.tocsin] sets nothing
     monkeypatch.syspath_prepend(str(site))
     yield
-    for state in list(tocsin.state._attached):
+    for state in [*tocsin.state._attached, *_opened]:
         state.close()
+    _opened.clear()
     while _managers:  # leave no plugin receiver connected to the catalogue's signals
         pm = _managers.pop()
         for name in list(pm):
@@ -44,6 +46,14 @@ def clean(monkeypatch: pytest.MonkeyPatch, site: Path, tmp_path: Path) -> Iterat
 
 
 _managers: list[PluginManager] = []
+#: States a test opened by hand, closed after it (Python 3.13 warns of an unclosed
+#: SQLite connection).
+_opened: list[SharedState] = []
+
+
+def opened(state: SharedState) -> SharedState:
+    _opened.append(state)
+    return state
 
 
 def manager(**options: object) -> PluginManager:
@@ -96,7 +106,8 @@ def test_a_switch_is_applied_here_at_once_and_read_by_a_new_manager_at_load(
 
 def test_a_switched_off_plugin_is_never_imported(tmp_path: Path) -> None:
     url = str(tmp_path / "state.db")
-    SharedState(url, background=False).set("noisy", False, "never import it", "ops")
+    with SharedState(url, background=False) as writer:
+        writer.set("noisy", False, "never import it", "ops")
     code = f"""
 import os, sys, tocsin
 os.environ["TOCSIN_STATE"] = {url!r}
@@ -116,7 +127,7 @@ def test_the_environment_wins_over_the_shared_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = str(tmp_path / "state.db")
-    writer = SharedState(url, background=False)
+    writer = opened(SharedState(url, background=False))
     writer.set("noisy", True, "on for everyone", "ops")
     writer.set("quiet", False, "off for everyone", "ops")
     monkeypatch.setenv("TOCSIN_DISABLED_PLUGINS", "noisy")
@@ -140,8 +151,10 @@ def test_the_shared_state_overrides_the_code_and_pyproject(
     (tmp_path / "pyproject.toml").write_text(
         f'[tool.tocsin]\nstate = "{url}"\ndisabled = ["quiet"]\n', encoding="utf-8"
     )
-    SharedState(url, background=False).set("noisy", True, "the operator wants it", "ops")
-    SharedState(url, background=False).set("quiet", True, "the operator wants it", "ops")
+    with SharedState(url, background=False) as writer:
+        writer.set("noisy", True, "the operator wants it", "ops")
+    with SharedState(url, background=False) as writer:
+        writer.set("quiet", True, "the operator wants it", "ops")
     pm = manager(disabled=["noisy"])
     pm.load()
     assert pm.shared_state.backend.path == url  # found in [tool.tocsin]
@@ -152,7 +165,8 @@ def test_TOCSIN_STATE_off_switches_a_configured_state_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = str(tmp_path / "state.db")
-    SharedState(url, background=False).set("noisy", False, "", "ops")
+    with SharedState(url, background=False) as writer:
+        writer.set("noisy", False, "", "ops")
     monkeypatch.setenv("TOCSIN_STATE", "off")
     pm = manager(state=url)
     pm.load()
@@ -163,7 +177,8 @@ def test_TOCSIN_STATE_off_switches_a_configured_state_off(
 
 def test_configure_after_load_applies_the_switches(tmp_path: Path) -> None:
     url = str(tmp_path / "state.db")
-    SharedState(url, background=False).set("noisy", False, "", "ops")
+    with SharedState(url, background=False) as writer:
+        writer.set("noisy", False, "", "ops")
     pm = manager()
     pm.load()
     assert pm.is_enabled("noisy")
@@ -181,7 +196,7 @@ def test_a_change_by_another_process_is_applied_by_check_within_the_interval(
     state = tocsin.state.configure(url, pm, interval=0.2, background=False)
     assert state is not None
     pm.load()
-    other = SharedState(url, background=False)  # another connection: another process
+    other = opened(SharedState(url, background=False))  # another connection: another process
     other.set("noisy", False, "from elsewhere", "ops")
     tocsin.state.check()
     time.sleep(0.25)
@@ -200,7 +215,8 @@ def test_the_background_thread_applies_changes_within_the_interval(tmp_path: Pat
     pm = manager()
     tocsin.state.configure(url, pm, interval=0.2)
     pm.load()
-    SharedState(url, background=False).set("quiet", False, "", "ops")
+    with SharedState(url, background=False) as writer:
+        writer.set("quiet", False, "", "ops")
     state_harness.wait_until(lambda: not pm.is_enabled("quiet"), 2, "the thread to apply it")
 
 
@@ -211,7 +227,7 @@ def test_a_process_local_override_stays_until_the_shared_switch_changes(tmp_path
     assert state is not None
     pm.load()
     pm.disable("quiet")  # by hand, in this process only
-    other = SharedState(url, background=False)
+    other = opened(SharedState(url, background=False))
     other.set("noisy", False, "", "ops")
     state.refresh()
     assert not pm.is_enabled("quiet")  # untouched: its shared switch did not change
@@ -304,14 +320,18 @@ def test_bad_settings_are_errors_naming_where(
     monkeypatch.delenv("TOCSIN_STATE")
     with pytest.raises(ValueError, match="INSTALLED_APPS"):
         tocsin.state.open_backend("django")
-    with pytest.raises(ValueError, match="plugin name"):
-        SharedState(str(tmp_path / "s.db"), background=False).set(" x", False)
+    with (
+        SharedState(str(tmp_path / "s.db"), background=False) as writer,
+        pytest.raises(ValueError, match="plugin name"),
+    ):
+        writer.set(" x", False)
 
 
 def test_the_sqlite_file_is_what_the_docs_say(tmp_path: Path) -> None:
     url = str(tmp_path / "state.db")
-    SharedState(url, background=False).set("noisy", False, "why", "who")
-    with sqlite3.connect(url) as connection:
+    with SharedState(url, background=False) as writer:
+        writer.set("noisy", False, "why", "who")
+    with contextlib.closing(sqlite3.connect(url)) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         rows = connection.execute("SELECT name, enabled, reason FROM tocsin_plugin_state")
         assert rows.fetchall() == [("noisy", 0, "why")]

@@ -39,6 +39,7 @@ once (and once more when the backend answers again), and retries.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -324,7 +325,14 @@ class SharedState:
         """Stop following and release the backend's connections."""
         self.stop()
         self.backend.close()
-        _attached[:] = [s for s in _attached if s is not self]
+        _detach(self)
+
+    def __enter__(self) -> SharedState:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Closes it: ``with SharedState(url, background=False) as state: ...``."""
+        self.close()
 
     def _follow(self) -> None:
         # The state was read just before the thread started: a backend that pushes
@@ -433,10 +441,17 @@ def _follow(manager: Manager, state: SharedState) -> None:
         previous.close()
     state.refresh(force=True)  # before use_shared_state: wants() then knows the switches
     manager.use_shared_state(state)
+    global _attached
     with _lock:
-        _attached[:] = [*(s for s in _attached if s.manager is not manager), state]
+        _attached = [*(s for s in _attached if s.manager is not manager), state]
     if state.background:
         state.start()
+
+
+def _detach(state: SharedState) -> None:
+    global _attached
+    with _lock:
+        _attached = [s for s in _attached if s is not state]
 
 
 def current() -> SharedState | None:
@@ -457,12 +472,17 @@ def check() -> None:
 # -- for the command line ------------------------------------------------------------
 
 
-def _state(manager: Manager | None) -> SharedState:
+@contextlib.contextmanager
+def _state(manager: Manager | None) -> Iterator[SharedState]:
+    """The shared state *manager* follows, else the one attached in this process, else
+    one opened from the settings for this call only (and closed after it)."""
     if manager is not None and isinstance(manager.shared_state, SharedState):
-        return manager.shared_state
+        yield manager.shared_state
+        return
     state = current()
     if state is not None:
-        return state
+        yield state
+        return
     settings = resolve_state_settings()
     if settings.url is None:
         raise SharedStateError(
@@ -470,7 +490,8 @@ def _state(manager: Manager | None) -> SharedState:
             "redis://..., a SQLAlchemy URL or 'django'), or state = '...' in [tool.tocsin] "
             "of pyproject.toml."
         )
-    return SharedState(settings.url, None, interval=settings.interval, background=False)
+    with SharedState(settings.url, None, interval=settings.interval, background=False) as state:
+        yield state
 
 
 def set_plugin_state(
@@ -488,7 +509,8 @@ def set_plugin_state(
     process) at once; the other processes apply it within their interval.  Raises
     :class:`SharedStateError` when no shared state is configured or it cannot be
     written."""
-    return _state(manager).set(name, enabled, reason, who)
+    with _state(manager) as state:
+        return state.set(name, enabled, reason, who)
 
 
 def reset_plugin_state(
@@ -496,14 +518,16 @@ def reset_plugin_state(
 ) -> Change | None:
     """Remove *name*'s shared switch: every process goes back to its own
     configuration for it.  None if there was no switch."""
-    return _state(manager).reset(name, reason, who)
+    with _state(manager) as state:
+        return state.reset(name, reason, who)
 
 
 def plugin_history(
     name: str | None = None, limit: int = 100, *, manager: Manager | None = None
 ) -> list[Change]:
     """The audit trail (of *name* only, if given), newest first."""
-    return _state(manager).history(name, limit)
+    with _state(manager) as state:
+        return state.history(name, limit)
 
 
 @dataclass(frozen=True)
@@ -556,11 +580,15 @@ def read_shared_state(manager: Manager | None = None, *, refresh: bool = True) -
 
     Never raises for an unreachable backend: ``reachable`` is False and ``error``
     says why (what ``tocsin doctor`` reports)."""
-    state: SharedState | None
-    try:
-        state = _state(manager)
-    except SharedStateError:
-        state = None
+    with contextlib.ExitStack() as stack:
+        try:
+            state: SharedState | None = stack.enter_context(_state(manager))
+        except SharedStateError:
+            state = None
+        return _report(state, manager, refresh)
+
+
+def _report(state: SharedState | None, manager: Manager | None, refresh: bool) -> StateReport:
     if manager is None and state is not None:
         manager = state.manager
     if state is not None and refresh:
