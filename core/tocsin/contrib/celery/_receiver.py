@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import logging
 import types
 import uuid
@@ -64,6 +65,7 @@ class DeferredReceiver:
         queue: str | None = None,
         options: Mapping[str, Any] | None = None,
         publish_timeout: float | None = None,
+        outbox: bool = False,
     ) -> None:
         _check_deferrable(func)
         self.publish_timeout = check_publish_timeout(publish_timeout, "publish_timeout")
@@ -73,6 +75,13 @@ class DeferredReceiver:
             )
         if session is not None and on_commit not in (True, "sqlalchemy"):
             raise ValueError("session= is only used with on_commit=True or 'sqlalchemy'.")
+        if outbox not in (True, False):
+            raise ValueError(f"outbox must be True or False, not {outbox!r}.")
+        if outbox and on_commit not in (True, "sqlalchemy"):
+            raise ValueError(
+                "outbox=True writes the message in the sender's SQLAlchemy transaction: "
+                "use it with on_commit=True or on_commit='sqlalchemy'."
+            )
         functools.update_wrapper(self, func, updated=())
         self.func = func
         self.identity = name if name is not None else f"{func.__module__}:{func.__qualname__}"
@@ -91,6 +100,14 @@ class DeferredReceiver:
                 raise ValueError(f"options may not set {reserved!r}; tocsin sets it.")
         publish.setdefault("shadow", f"{TASK_NAME}:{self.identity}")
         self.options: Mapping[str, Any] = types.MappingProxyType(publish)
+        self.outbox = bool(outbox)
+        if self.outbox:
+            try:
+                json.dumps(publish)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"outbox=True stores the publish options as JSON; these are not: {publish!r}."
+                ) from None
         self._signals: weakref.WeakSet[Signal] = weakref.WeakSet()
         self._marks: list[ReceiverMark] = []
         self._task: tuple[Any, Any] | None = None
@@ -142,6 +159,8 @@ class DeferredReceiver:
             )
         envelope = self.envelope(signal, sender, named)
         app, task = self._resolve_task()
+        if self.outbox:
+            return self._write_outbox(app, task, envelope, sender, named)
         if self.on_commit:
             schedule = self._transaction(sender, named)
             if schedule is not None:
@@ -151,7 +170,12 @@ class DeferredReceiver:
         return self._publish(app, task, envelope, {})
 
     def _publish(
-        self, app: Any, task: Any, envelope: dict[str, JSON], options: Mapping[str, Any]
+        self,
+        app: Any,
+        task: Any,
+        envelope: dict[str, JSON],
+        options: Mapping[str, Any],
+        on_late: Callable[[BaseException | None], None] | None = None,
     ) -> Any:
         """Enqueue *envelope*, within the publish timeout (see ``_publish``)."""
         return publish(
@@ -161,6 +185,7 @@ class DeferredReceiver:
             timeout=publish_timeout_of(self.publish_timeout, app),
             identity=self.identity,
             signal=cast(str, envelope["signal"]),
+            on_late=on_late,
         )
 
     def envelope(self, signal: Signal, sender: Any, named: Mapping[str, Any]) -> dict[str, JSON]:
@@ -230,6 +255,82 @@ class DeferredReceiver:
                 dump_json(envelope),
             )
 
+    def _write_outbox(
+        self,
+        app: Any,
+        task: Any,
+        envelope: dict[str, JSON],
+        sender: Any,
+        named: Mapping[str, Any],
+    ) -> Any:
+        """INSERT the message into the outbox in the sender's transaction; publish it
+        once that commits (see :mod:`tocsin.contrib.celery.outbox`)."""
+        from tocsin.contrib.celery import outbox
+
+        session = sqlalchemy_session(self.session, sender, named)
+        if session is None:
+            raise DeferredConfigurationError(
+                f"{self.identity} writes to the outbox in the sender's SQLAlchemy "
+                f"transaction, but the send carries no instance in a session: pass "
+                f"session= to deferred()."
+            )
+        message_id = str(uuid.uuid4())
+        timeout = publish_timeout_of(self.publish_timeout, app)
+        claim = (timeout if timeout < 1e9 else 3600.0) + outbox.SENDER_CLAIM_MARGIN
+        connection = session.connection()  # begins the session's transaction if need be
+        token = outbox.insert_message(
+            connection,
+            message_id=message_id,
+            task_name=TASK_NAME,
+            envelope=envelope,
+            options=self.options,
+            claim_seconds=claim,
+        )
+        after_sqlalchemy_commit(
+            session,
+            functools.partial(
+                self._publish_outboxed, task, envelope, message_id, token, connection.engine
+            ),
+        )
+        return app.AsyncResult(message_id)
+
+    def _publish_outboxed(
+        self, task: Any, envelope: dict[str, JSON], message_id: str, token: str, engine: Any
+    ) -> None:
+        from tocsin.contrib.celery import outbox
+
+        keep = outbox.keep_published_of(task.app)
+
+        def settle(error: BaseException | None) -> None:
+            # The row's fate once the broker took the message, or did not.
+            if error is None:
+                outbox.mark_published(engine, message_id, token, keep)
+            else:
+                outbox.release(engine, message_id, token, failed=True, backoff=0)
+
+        try:
+            self._publish(task.app, task, envelope, {"task_id": message_id}, on_late=settle)
+        except Exception as error:
+            logger.warning(
+                "Could not enqueue deferred receiver %s for signal %r after the commit "
+                "(message %s); it stays in the outbox for the relay: %s",
+                self.identity,
+                envelope["signal"],
+                message_id,
+                error,
+            )
+            if getattr(error, "may_publish_late", False):
+                return  # settled when that publish ends, else when the claim expires
+            try:
+                outbox.release(engine, message_id, token, failed=True, backoff=0)
+            except Exception:
+                logger.exception("Could not release outbox message %s.", message_id)
+            return
+        try:
+            outbox.mark_published(engine, message_id, token, keep)
+        except Exception:  # published; a relay will publish it again (at least once)
+            logger.exception("Could not mark outbox message %s as published.", message_id)
+
     def _transaction(
         self, sender: Any, named: Mapping[str, Any]
     ) -> Callable[[Callable[[], None]], None] | None:
@@ -289,6 +390,7 @@ def deferred(
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
     publish_timeout: float | None = None,
+    outbox: bool = False,
 ) -> DeferredReceiver: ...
 
 
@@ -304,6 +406,7 @@ def deferred(
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
     publish_timeout: float | None = None,
+    outbox: bool = False,
 ) -> Callable[[Callable[..., Any]], DeferredReceiver]: ...
 
 
@@ -318,6 +421,7 @@ def deferred(
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
     publish_timeout: float | None = None,
+    outbox: bool = False,
     **unexpected: Any,
 ) -> DeferredReceiver | Callable[[Callable[..., Any]], DeferredReceiver]:
     """Make *func* a receiver that runs in a Celery worker; use as ``@deferred(...)``.
@@ -334,7 +438,11 @@ def deferred(
     with exponential backoff and jitter).  ``queue`` and ``options`` go to
     ``apply_async``.  ``publish_timeout``: how long a send waits for the broker to take
     the message before it raises :class:`DeferredPublishError` (default: the app's
-    ``tocsin_publish_timeout`` setting, else 10 s; ``math.inf``: no limit).  Any
+    ``tocsin_publish_timeout`` setting, else 10 s; ``math.inf``: no limit).
+    ``outbox``: with ``on_commit=True`` or ``"sqlalchemy"``, write the message to the
+    ``tocsin_outbox`` table in the sender's transaction and publish it after the
+    commit; what the broker does not take then stays there for the relay
+    (:mod:`tocsin.contrib.celery.outbox`).  Any
     other keyword raises TypeError; one of RetryPolicy's says to pass it as
     ``retry=RetryPolicy(...)``.
     """
@@ -354,6 +462,7 @@ def deferred(
             queue=queue,
             options=options,
             publish_timeout=publish_timeout,
+            outbox=outbox,
         )
 
     return wrap if func is None else wrap(func)
