@@ -77,9 +77,10 @@ def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
 
 
 class RedisServer:
-    """``redis-server`` on a free port of 127.0.0.1; no persistence."""
+    """``redis-server`` on a free port of 127.0.0.1; no persistence unless *durable*
+    (then an append-only file, synced on every write: what it took survives a kill)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, durable: bool = False) -> None:
         assert REDIS_SERVER is not None
         self.port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
@@ -93,7 +94,9 @@ class RedisServer:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if durable else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             str(directory),
         ]
@@ -113,7 +116,7 @@ class RedisServer:
         )
 
     def kill(self) -> None:
-        """SIGKILL the server (it keeps nothing: no persistence)."""
+        """SIGKILL the server (it keeps only what a durable one wrote to its file)."""
         _kill_group(self.process, signal.SIGKILL)
         self.process.wait(10)
 

@@ -36,6 +36,7 @@ from tocsin._errors import DeferredPublishError
 __all__ = [
     "DEFAULT_PUBLISH_TIMEOUT",
     "MAX_PUBLISHERS",
+    "broker_of",
     "check_publish_timeout",
     "publish",
     "publish_timeout_of",
@@ -117,7 +118,7 @@ def publish(
     else:
         finished = True
     if not finished:
-        broker = _broker(app)
+        broker = broker_of(app)
         late = (
             " It may still be published if the broker answers later."
             if started
@@ -138,7 +139,7 @@ def publish(
     return job.result
 
 
-def _broker(app: Any) -> str:
+def broker_of(app: Any) -> str:
     """The app's broker URL, without its password."""
     try:
         from kombu.utils.url import (  # type: ignore[import-untyped, import-not-found, unused-ignore]

@@ -275,9 +275,19 @@ class DeferredReceiver:
                 f"session= to deferred()."
             )
         message_id = str(uuid.uuid4())
+        connection = session.connection()  # begins the session's transaction if need be
+        if outbox.broker_resting(app):  # a publish failed lately: the relay sends this one
+            outbox.insert_message(
+                connection,
+                message_id=message_id,
+                task_name=TASK_NAME,
+                envelope=envelope,
+                options=self.options,
+                claim_seconds=None,
+            )
+            return app.AsyncResult(message_id)
         timeout = publish_timeout_of(self.publish_timeout, app)
         claim = (timeout if timeout < 1e9 else 3600.0) + outbox.SENDER_CLAIM_MARGIN
-        connection = session.connection()  # begins the session's transaction if need be
         token = outbox.insert_message(
             connection,
             message_id=message_id,
@@ -286,6 +296,7 @@ class DeferredReceiver:
             options=self.options,
             claim_seconds=claim,
         )
+        assert token is not None
         after_sqlalchemy_commit(
             session,
             functools.partial(
@@ -299,24 +310,29 @@ class DeferredReceiver:
     ) -> None:
         from tocsin.contrib.celery import outbox
 
-        keep = outbox.keep_published_of(task.app)
+        app = task.app
+        keep = outbox.keep_published_of(app)
 
         def settle(error: BaseException | None) -> None:
             # The row's fate once the broker took the message, or did not.
             if error is None:
+                outbox.broker_answered(app)
                 outbox.mark_published(engine, message_id, token, keep)
             else:
                 outbox.release(engine, message_id, token, failed=True, backoff=0)
 
         try:
-            self._publish(task.app, task, envelope, {"task_id": message_id}, on_late=settle)
+            self._publish(app, task, envelope, {"task_id": message_id}, on_late=settle)
         except Exception as error:
+            rest = outbox.broker_failed(app)
             logger.warning(
                 "Could not enqueue deferred receiver %s for signal %r after the commit "
-                "(message %s); it stays in the outbox for the relay: %s",
+                "(message %s); it stays in the outbox for the relay, and the next %.1f s "
+                "of outbox sends leave theirs to it too: %s",
                 self.identity,
                 envelope["signal"],
                 message_id,
+                rest,
                 error,
             )
             if getattr(error, "may_publish_late", False):
@@ -326,6 +342,7 @@ class DeferredReceiver:
             except Exception:
                 logger.exception("Could not release outbox message %s.", message_id)
             return
+        outbox.broker_answered(app)
         try:
             outbox.mark_published(engine, message_id, token, keep)
         except Exception:  # published; a relay will publish it again (at least once)

@@ -29,6 +29,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -38,10 +39,11 @@ import sqlalchemy as sa
 
 from tocsin.contrib.celery._codecs import JSON
 from tocsin.contrib.celery._message import argsrepr
-from tocsin.contrib.celery._publish import publish, publish_timeout_of
+from tocsin.contrib.celery._publish import broker_of, publish, publish_timeout_of
 
 __all__ = [
     "KEEP_PUBLISHED_SETTING",
+    "broker_resting",
     "create_outbox_table",
     "metadata",
     "outbox_table",
@@ -80,6 +82,70 @@ outbox_table = sa.Table(
 )
 
 
+#: After a failed publish, senders leave their rows to the relay for this long (seconds),
+#: doubled on each further failure up to :data:`MAX_REST`.
+FIRST_REST = 0.5
+MAX_REST = 10.0
+
+
+class _Rests:
+    """Which brokers failed a publish lately, and until when senders leave them alone.
+
+    Why: with the outbox a send that cannot publish loses nothing, so it need not wait
+    the publish timeout; during an outage every send would otherwise pay it, and a burst
+    of requests would queue up behind a dead broker (issue 15).  While a broker rests,
+    an outbox send only writes its row, unclaimed, and the relay publishes it.  When
+    the rest is over the next send tries again; a publish that succeeds, by a sender or
+    a relay, ends the rest at once.
+    """
+
+    __slots__ = ("failures", "lock", "until")
+
+    def __init__(self) -> None:
+        #: Guards the two dicts (senders publish from several threads).
+        self.lock = threading.Lock()
+        #: Failed publishes in a row, per broker URL.
+        self.failures: dict[str, int] = {}
+        #: When the rest ends (``time.monotonic()``), per broker URL.
+        self.until: dict[str, float] = {}
+
+    def resting(self, broker: str) -> bool:
+        until = self.until.get(broker)
+        return until is not None and time.monotonic() < until
+
+    def failed(self, broker: str) -> float:
+        with self.lock:
+            failures = self.failures[broker] = self.failures.get(broker, 0) + 1
+            rest = min(MAX_REST, FIRST_REST * 2.0 ** (failures - 1))
+            self.until[broker] = time.monotonic() + rest
+        return rest
+
+    def answered(self, broker: str) -> None:
+        if broker in self.until:
+            with self.lock:
+                self.failures.pop(broker, None)
+                self.until.pop(broker, None)
+
+
+_rests = _Rests()
+
+
+def broker_resting(app: Any) -> bool:
+    """Whether *app*'s broker failed a publish lately: outbox sends then leave their
+    rows to the relay instead of waiting on it (see :class:`_Rests`)."""
+    return _rests.resting(broker_of(app))
+
+
+def broker_failed(app: Any) -> float:
+    """A publish to *app*'s broker failed: rest it; for how long (seconds)."""
+    return _rests.failed(broker_of(app))
+
+
+def broker_answered(app: Any) -> None:
+    """A publish to *app*'s broker succeeded: senders publish at once again."""
+    _rests.answered(broker_of(app))
+
+
 def _now() -> datetime.datetime:
     # Naive UTC: the same on every database (SQLite stores no time zone).
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
@@ -101,12 +167,13 @@ def insert_message(
     task_name: str,
     envelope: Mapping[str, JSON],
     options: Mapping[str, Any],
-    claim_seconds: float,
-) -> str:
+    claim_seconds: float | None,
+) -> str | None:
     """INSERT one pending message on *connection* (in its transaction), claimed by the
-    sender for *claim_seconds*; returns the claim token."""
+    sender for *claim_seconds*; returns the claim token.  *claim_seconds* None: not
+    claimed, left to the relay (returns None)."""
     now = _now()
-    token = claim_token("sender")
+    token = claim_token("sender") if claim_seconds is not None else None
     connection.execute(
         outbox_table.insert().values(
             message_id=message_id,
@@ -117,7 +184,9 @@ def insert_message(
             attempts=0,
             next_attempt_at=now,
             claimed_by=token,
-            claimed_until=now + datetime.timedelta(seconds=claim_seconds),
+            claimed_until=(
+                now + datetime.timedelta(seconds=claim_seconds) if claim_seconds else None
+            ),
         )
     )
     return token
@@ -284,6 +353,7 @@ def relay_once(
                 on_late=settle,
             )
         except Exception as error:
+            broker_failed(app)
             delay = backoff_seconds(row.attempts + 1, backoff, max_backoff)
             logger.warning(
                 "Outbox relay could not publish message %s (attempt %d); next try in "
@@ -298,6 +368,7 @@ def relay_once(
             # else: settled when that publish ends (or the claim expires)
             broken = True
             continue
+        broker_answered(app)
         mark_published(engine, row.message_id, token, keep)
         published += 1
     if keep > 0:
