@@ -23,6 +23,7 @@ from tocsin.contrib.celery._codec_registry import codecs
 from tocsin.contrib.celery._codecs import JSON, Unencodable, dump_json
 from tocsin.contrib.celery._directory import register_receiver
 from tocsin.contrib.celery._message import MESSAGE_VERSION, RESERVED_ARGUMENTS, argsrepr
+from tocsin.contrib.celery._outbox_common import publish_outboxed, sender_claim_seconds
 from tocsin.contrib.celery._publish import check_publish_timeout, publish, publish_timeout_of
 from tocsin.contrib.celery._retry import RetryPolicy
 from tocsin.contrib.celery._transactions import (
@@ -77,10 +78,10 @@ class DeferredReceiver:
             raise ValueError("session= is only used with on_commit=True or 'sqlalchemy'.")
         if outbox not in (True, False):
             raise ValueError(f"outbox must be True or False, not {outbox!r}.")
-        if outbox and on_commit not in (True, "sqlalchemy"):
+        if outbox and not on_commit:
             raise ValueError(
-                "outbox=True writes the message in the sender's SQLAlchemy transaction: "
-                "use it with on_commit=True or on_commit='sqlalchemy'."
+                "outbox=True writes the message in the sender's transaction: use it with "
+                "on_commit=True, 'sqlalchemy' or 'django'."
             )
         functools.update_wrapper(self, func, updated=())
         self.func = func
@@ -263,73 +264,80 @@ class DeferredReceiver:
         sender: Any,
         named: Mapping[str, Any],
     ) -> Any:
-        """INSERT the message into the outbox in the sender's transaction; publish it
-        once that commits (see :mod:`tocsin.contrib.celery.outbox`)."""
-        from tocsin.contrib.celery import outbox
-
-        session = sqlalchemy_session(self.session, sender, named)
-        if session is None:
-            raise DeferredConfigurationError(
-                f"{self.identity} writes to the outbox in the sender's SQLAlchemy "
-                f"transaction, but the send carries no instance in a session: pass "
-                f"session= to deferred()."
-            )
+        """INSERT the message into the outbox in the sender's transaction (SQLAlchemy's
+        or Django's, found as ``on_commit`` finds it); publish it once that commits (see
+        :mod:`tocsin.contrib.celery.outbox`)."""
         message_id = str(uuid.uuid4())
-        timeout = publish_timeout_of(self.publish_timeout, app)
-        claim = (timeout if timeout < 1e9 else 3600.0) + outbox.SENDER_CLAIM_MARGIN
-        connection = session.connection()  # begins the session's transaction if need be
-        token = outbox.insert_message(
-            connection,
-            message_id=message_id,
-            task_name=TASK_NAME,
-            envelope=envelope,
-            options=self.options,
-            claim_seconds=claim,
-        )
-        after_sqlalchemy_commit(
-            session,
-            functools.partial(
-                self._publish_outboxed, task, envelope, message_id, token, connection.engine
-            ),
+        claim = sender_claim_seconds(publish_timeout_of(self.publish_timeout, app))
+        mode = self.on_commit
+        session = None
+        if mode is True or mode == "sqlalchemy":
+            session = sqlalchemy_session(self.session, sender, named)
+        if session is not None:
+            from tocsin.contrib.celery import outbox
+
+            connection = session.connection()  # begins the session's transaction if need be
+            token = outbox.insert_message(
+                connection,
+                message_id=message_id,
+                task_name=TASK_NAME,
+                envelope=envelope,
+                options=self.options,
+                claim_seconds=claim,
+            )
+            store: Any = outbox.SQLAlchemyOutbox(connection.engine)
+            schedule = functools.partial(after_sqlalchemy_commit, session)
+        else:
+            alias = django_alias(sender, named) if mode != "sqlalchemy" else None
+            if alias is None:
+                raise self._no_outbox_transaction()
+            from tocsin.contrib.celery.django_outbox import DjangoOutbox
+
+            store = DjangoOutbox(alias)
+            token = store.insert_message(
+                message_id=message_id,
+                task_name=TASK_NAME,
+                envelope=envelope,
+                options=self.options,
+                claim_seconds=claim,
+                receiver=self.identity,
+            )
+            schedule = functools.partial(after_django_commit, alias)
+        schedule(
+            functools.partial(self._publish_outboxed, task, envelope, message_id, token, store)
         )
         return app.AsyncResult(message_id)
 
-    def _publish_outboxed(
-        self, task: Any, envelope: dict[str, JSON], message_id: str, token: str, engine: Any
-    ) -> None:
-        from tocsin.contrib.celery import outbox
-
-        keep = outbox.keep_published_of(task.app)
-
-        def settle(error: BaseException | None) -> None:
-            # The row's fate once the broker took the message, or did not.
-            if error is None:
-                outbox.mark_published(engine, message_id, token, keep)
-            else:
-                outbox.release(engine, message_id, token, failed=True, backoff=0)
-
-        try:
-            self._publish(task.app, task, envelope, {"task_id": message_id}, on_late=settle)
-        except Exception as error:
-            logger.warning(
-                "Could not enqueue deferred receiver %s for signal %r after the commit "
-                "(message %s); it stays in the outbox for the relay: %s",
-                self.identity,
-                envelope["signal"],
-                message_id,
-                error,
+    def _no_outbox_transaction(self) -> DeferredConfigurationError:
+        """The error for an outboxed send that belongs to no transaction tocsin knows."""
+        session_hint = "pass session= to deferred()"
+        if self.on_commit == "sqlalchemy":
+            found = f"the send carries no instance in a SQLAlchemy session: {session_hint}"
+        elif self.on_commit == "django":
+            found = "Django is not configured"
+        else:
+            found = (
+                f"the send carries no instance in a SQLAlchemy session ({session_hint}) "
+                f"and Django is not configured"
             )
-            if getattr(error, "may_publish_late", False):
-                return  # settled when that publish ends, else when the claim expires
-            try:
-                outbox.release(engine, message_id, token, failed=True, backoff=0)
-            except Exception:
-                logger.exception("Could not release outbox message %s.", message_id)
-            return
-        try:
-            outbox.mark_published(engine, message_id, token, keep)
-        except Exception:  # published; a relay will publish it again (at least once)
-            logger.exception("Could not mark outbox message %s as published.", message_id)
+        return DeferredConfigurationError(
+            f"{self.identity} writes to the outbox in the sender's transaction, but {found}."
+        )
+
+    def _publish_outboxed(
+        self, task: Any, envelope: dict[str, JSON], message_id: str, token: str, store: Any
+    ) -> None:
+        publish_outboxed(
+            store,
+            lambda on_late: self._publish(
+                task.app, task, envelope, {"task_id": message_id}, on_late=on_late
+            ),
+            app=task.app,
+            identity=self.identity,
+            signal=cast(str, envelope["signal"]),
+            message_id=message_id,
+            token=token,
+        )
 
     def _transaction(
         self, sender: Any, named: Mapping[str, Any]
