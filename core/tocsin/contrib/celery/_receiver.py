@@ -447,10 +447,11 @@ def deferred(
     ``apply_async``.  ``publish_timeout``: how long a send waits for the broker to take
     the message before it raises :class:`DeferredPublishError` (default: the app's
     ``tocsin_publish_timeout`` setting, else 10 s; ``math.inf``: no limit).
-    ``outbox``: with ``on_commit=True`` or ``"sqlalchemy"``, write the message to the
-    ``tocsin_outbox`` table in the sender's transaction and publish it after the
-    commit; what the broker does not take then stays there for the relay
-    (:mod:`tocsin.contrib.celery.outbox`).  Any
+    ``outbox``: with ``on_commit``, write the message to the ``tocsin_outbox`` table
+    in the sender's transaction (SQLAlchemy's or Django's, found as ``on_commit``
+    finds it) and publish it after the commit; what the broker does not take then
+    stays there for the relay (:mod:`tocsin.contrib.celery.outbox`; with Django,
+    :mod:`tocsin.contrib.celery.django_outbox`).  Any
     other keyword raises TypeError; one of RetryPolicy's says to pass it as
     ``retry=RetryPolicy(...)``.
     """

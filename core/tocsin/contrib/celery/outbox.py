@@ -1,12 +1,13 @@
 """The transactional outbox: a deferred send written to a table in the caller's
 transaction, published after the commit, and relayed later if the broker was not there.
 
-``deferred(on_commit=True, outbox=True)`` INSERTs the encoded message (the envelope the
-task gets, under the ``tocsin_message_id`` it will carry) into ``tocsin_outbox`` on the
-connection of the sender's SQLAlchemy session, so the row commits or rolls back with the
-data.  After the commit it is published at once, within the publish timeout; a row that
-could not be published stays pending, and :func:`relay_once` / :func:`run_relay` (or
-``tocsin relay --database URL``) publish it later, with exponential backoff.
+With SQLAlchemy, ``deferred(on_commit=True, outbox=True)`` INSERTs the encoded message
+(the envelope the task gets, under the ``tocsin_message_id`` it will carry) into
+``tocsin_outbox`` on the connection of the sender's SQLAlchemy session, so the row
+commits or rolls back with the data.  After the commit it is published at once, within
+the publish timeout; a row that could not be published stays pending, and
+:func:`relay_once` / :func:`run_relay` (or ``tocsin relay --database URL``) publish it
+later, with exponential backoff.
 
 Several relays may run at once: each claims a batch of rows before publishing it
 (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite, whose writers are
@@ -17,7 +18,10 @@ published again, with the same message id (the Celery task id).
 
 The table: :func:`create_outbox_table` creates it (``metadata.create_all``), and the
 Alembic revision shipped in ``tocsin/contrib/celery/migrations`` does the same for a
-project migrated with Alembic (see the docs).
+project migrated with Alembic (see the docs).  In a Django project, the app
+:mod:`tocsin.contrib.celery.django_outbox` makes the same table with a Django migration,
+and a send in a Django transaction writes it there; the pieces both share are in
+``_outbox_common``.
 """
 
 from __future__ import annotations
