@@ -116,8 +116,13 @@ def test_outbox_needs_on_commit_and_a_session(memory_app: Any) -> None:
     with pytest.raises(ValueError, match="JSON"):
         deferred(record, on_commit=True, outbox=True, options={"link": object()})
     sig, _ = outboxed(memory_app)
-    with pytest.raises(DeferredConfigurationError, match="session="):
+    with pytest.raises(DeferredConfigurationError, match=r"session=.*Django is not configured"):
         sig.send(sender=None, token="x")
+    # Django's transaction (tests/contrib/test_celery_outbox_django.py): not configured here.
+    django_sig = Signal(name=f"outbox.test.{uuid.uuid4().hex[:8]}")
+    connect_deferred(django_sig, deferred(record, app=memory_app, on_commit="django", outbox=True))
+    with pytest.raises(DeferredConfigurationError, match=r"Django transaction.*not configured"):
+        django_sig.send(sender=None, token="x")
 
 
 def test_rolled_back_send_leaves_nothing(engine: Any, memory_app: Any) -> None:

@@ -312,16 +312,18 @@ class DeferredReceiver:
         """The error for an outboxed send that belongs to no transaction tocsin knows."""
         session_hint = "pass session= to deferred()"
         if self.on_commit == "sqlalchemy":
-            found = f"the send carries no instance in a SQLAlchemy session: {session_hint}"
+            kind = "SQLAlchemy "
+            found = f"the send carries no instance in a session: {session_hint}"
         elif self.on_commit == "django":
-            found = "Django is not configured"
+            kind, found = "Django ", "Django is not configured"
         else:
+            kind = ""
             found = (
                 f"the send carries no instance in a SQLAlchemy session ({session_hint}) "
                 f"and Django is not configured"
             )
         return DeferredConfigurationError(
-            f"{self.identity} writes to the outbox in the sender's transaction, but {found}."
+            f"{self.identity} writes to the outbox in the sender's {kind}transaction, but {found}."
         )
 
     def _publish_outboxed(
