@@ -808,19 +808,16 @@ def _relay_arguments(command: argparse.ArgumentParser) -> None:
 def _relay(args: argparse.Namespace) -> int:
     """``tocsin relay --database URL --app MODULE:ATTR``: drain the outbox, once or
     until interrupted."""
-    import importlib
     import os
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    module_name, _, attribute = args.app.partition(":")
-    app: Any = importlib.import_module(module_name)
-    for part in (attribute or "app").split("."):
-        app = getattr(app, part)
     from sqlalchemy import create_engine
 
+    from tocsin.contrib.celery._outbox_common import load_app
     from tocsin.contrib.celery.outbox import relay_once, run_relay
 
+    app = load_app(args.app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     engine = create_engine(args.database)
     options = {"batch": args.batch, "keep_published": args.keep_published}

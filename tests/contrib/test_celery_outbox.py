@@ -121,8 +121,13 @@ def test_outbox_needs_on_commit_and_a_session(memory_app: Any) -> None:
     with pytest.raises(ValueError, match="JSON"):
         deferred(record, on_commit=True, outbox=True, options={"link": object()})
     sig, _ = outboxed(memory_app)
-    with pytest.raises(DeferredConfigurationError, match="session="):
+    with pytest.raises(DeferredConfigurationError, match=r"session=.*Django is not configured"):
         sig.send(sender=None, token="x")
+    # Django's transaction (tests/contrib/test_celery_outbox_django.py): not configured here.
+    django_sig = Signal(name=f"outbox.test.{uuid.uuid4().hex[:8]}")
+    connect_deferred(django_sig, deferred(record, app=memory_app, on_commit="django", outbox=True))
+    with pytest.raises(DeferredConfigurationError, match=r"Django transaction.*not configured"):
+        django_sig.send(sender=None, token="x")
 
 
 def test_rolled_back_send_leaves_nothing(engine: Any, memory_app: Any) -> None:
@@ -209,6 +214,38 @@ def test_broker_down_keeps_the_row_and_the_relay_publishes_it(
     with engine.begin() as connection:
         connection.execute(outbox_table.update().values(next_attempt_at=_now()))
     assert relay_once(engine, memory_app) == 1
+    assert rows(engine) == []
+
+
+def test_after_a_failed_publish_senders_leave_their_rows_to_the_relay(
+    engine: Any, down_app: Any, memory_app: Any
+) -> None:
+    sig, _ = outboxed(down_app)
+
+    def send(label: str) -> tuple[float, str]:
+        started = time.monotonic()
+        with Session(engine) as session:
+            session.add(invoice := Invoice(label=label))
+            session.flush()
+            [(_, result)] = sig.send(sender=Invoice, instance=invoice)
+            session.commit()
+        return time.monotonic() - started, result.id
+
+    first_took, first = send("first")
+    assert first_took >= 0.5  # it waited its publish timeout (0.5 s) for the broker
+    second_took, second = send("second")  # the broker rests: nothing is tried
+    assert second_took < 0.4
+    wait_until(lambda: rows(engine)[0].claimed_by is None, 20, "the late publish to fail")
+    by_id = {row.message_id: row for row in rows(engine)}
+    assert (by_id[first].attempts, by_id[second].attempts) == (1, 0)
+    assert by_id[second].claimed_by is None  # the relay may take it at once
+    time.sleep(0.6)  # the rest (0.5 s after one failure) is over: the next send tries
+    third_took, _ = send("third")
+    assert third_took >= 0.5
+    with engine.begin() as connection:
+        connection.execute(outbox_table.update().values(next_attempt_at=_now()))
+    wait_until(lambda: all(r.claimed_by is None for r in rows(engine)), 20, "the publishes to end")
+    assert relay_once(engine, memory_app) == 3
     assert rows(engine) == []
 
 

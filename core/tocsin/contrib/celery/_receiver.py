@@ -23,6 +23,11 @@ from tocsin.contrib.celery._codec_registry import codecs
 from tocsin.contrib.celery._codecs import JSON, Unencodable, dump_json
 from tocsin.contrib.celery._directory import register_receiver
 from tocsin.contrib.celery._message import MESSAGE_VERSION, RESERVED_ARGUMENTS, argsrepr
+from tocsin.contrib.celery._outbox_common import (
+    broker_resting,
+    publish_outboxed,
+    sender_claim_seconds,
+)
 from tocsin.contrib.celery._publish import check_publish_timeout, publish, publish_timeout_of
 from tocsin.contrib.celery._retry import RetryPolicy
 from tocsin.contrib.celery._transactions import (
@@ -77,10 +82,10 @@ class DeferredReceiver:
             raise ValueError("session= is only used with on_commit=True or 'sqlalchemy'.")
         if outbox not in (True, False):
             raise ValueError(f"outbox must be True or False, not {outbox!r}.")
-        if outbox and on_commit not in (True, "sqlalchemy"):
+        if outbox and not on_commit:
             raise ValueError(
-                "outbox=True writes the message in the sender's SQLAlchemy transaction: "
-                "use it with on_commit=True or on_commit='sqlalchemy'."
+                "outbox=True writes the message in the sender's transaction: use it with "
+                "on_commit=True, 'sqlalchemy' or 'django'."
             )
         functools.update_wrapper(self, func, updated=())
         self.func = func
@@ -263,90 +268,87 @@ class DeferredReceiver:
         sender: Any,
         named: Mapping[str, Any],
     ) -> Any:
-        """INSERT the message into the outbox in the sender's transaction; publish it
-        once that commits (see :mod:`tocsin.contrib.celery.outbox`)."""
-        from tocsin.contrib.celery import outbox
-
-        session = sqlalchemy_session(self.session, sender, named)
-        if session is None:
-            raise DeferredConfigurationError(
-                f"{self.identity} writes to the outbox in the sender's SQLAlchemy "
-                f"transaction, but the send carries no instance in a session: pass "
-                f"session= to deferred()."
-            )
+        """INSERT the message into the outbox in the sender's transaction (SQLAlchemy's
+        or Django's, found as ``on_commit`` finds it); publish it once that commits (see
+        :mod:`tocsin.contrib.celery.outbox`)."""
         message_id = str(uuid.uuid4())
-        connection = session.connection()  # begins the session's transaction if need be
-        if outbox.broker_resting(app):  # a publish failed lately: the relay sends this one
-            outbox.insert_message(
+        # A broker that failed a publish lately rests: the row is left to the relay.
+        resting = broker_resting(app)
+        claim = (
+            None if resting else sender_claim_seconds(publish_timeout_of(self.publish_timeout, app))
+        )
+        mode = self.on_commit
+        session = None
+        if mode is True or mode == "sqlalchemy":
+            session = sqlalchemy_session(self.session, sender, named)
+        if session is not None:
+            from tocsin.contrib.celery import outbox
+
+            connection = session.connection()  # begins the session's transaction if need be
+            token = outbox.insert_message(
                 connection,
                 message_id=message_id,
                 task_name=TASK_NAME,
                 envelope=envelope,
                 options=self.options,
-                claim_seconds=None,
+                claim_seconds=claim,
             )
-            return app.AsyncResult(message_id)
-        timeout = publish_timeout_of(self.publish_timeout, app)
-        claim = (timeout if timeout < 1e9 else 3600.0) + outbox.SENDER_CLAIM_MARGIN
-        token = outbox.insert_message(
-            connection,
-            message_id=message_id,
-            task_name=TASK_NAME,
-            envelope=envelope,
-            options=self.options,
-            claim_seconds=claim,
-        )
-        assert token is not None
-        after_sqlalchemy_commit(
-            session,
-            functools.partial(
-                self._publish_outboxed, task, envelope, message_id, token, connection.engine
-            ),
-        )
+            store: Any = outbox.SQLAlchemyOutbox(connection.engine)
+            schedule = functools.partial(after_sqlalchemy_commit, session)
+        else:
+            alias = django_alias(sender, named) if mode != "sqlalchemy" else None
+            if alias is None:
+                raise self._no_outbox_transaction()
+            from tocsin.contrib.celery.django_outbox import DjangoOutbox
+
+            store = DjangoOutbox(alias)
+            token = store.insert_message(
+                message_id=message_id,
+                task_name=TASK_NAME,
+                envelope=envelope,
+                options=self.options,
+                claim_seconds=claim,
+                receiver=self.identity,
+            )
+            schedule = functools.partial(after_django_commit, alias)
+        if token is not None:
+            schedule(
+                functools.partial(self._publish_outboxed, task, envelope, message_id, token, store)
+            )
         return app.AsyncResult(message_id)
 
-    def _publish_outboxed(
-        self, task: Any, envelope: dict[str, JSON], message_id: str, token: str, engine: Any
-    ) -> None:
-        from tocsin.contrib.celery import outbox
-
-        app = task.app
-        keep = outbox.keep_published_of(app)
-
-        def settle(error: BaseException | None) -> None:
-            # The row's fate once the broker took the message, or did not.
-            if error is None:
-                outbox.broker_answered(app)
-                outbox.mark_published(engine, message_id, token, keep)
-            else:
-                outbox.release(engine, message_id, token, failed=True, backoff=0)
-
-        try:
-            self._publish(app, task, envelope, {"task_id": message_id}, on_late=settle)
-        except Exception as error:
-            rest = outbox.broker_failed(app)
-            logger.warning(
-                "Could not enqueue deferred receiver %s for signal %r after the commit "
-                "(message %s); it stays in the outbox for the relay, and the next %.1f s "
-                "of outbox sends leave theirs to it too: %s",
-                self.identity,
-                envelope["signal"],
-                message_id,
-                rest,
-                error,
+    def _no_outbox_transaction(self) -> DeferredConfigurationError:
+        """The error for an outboxed send that belongs to no transaction tocsin knows."""
+        session_hint = "pass session= to deferred()"
+        if self.on_commit == "sqlalchemy":
+            kind = "SQLAlchemy "
+            found = f"the send carries no instance in a session: {session_hint}"
+        elif self.on_commit == "django":
+            kind, found = "Django ", "Django is not configured"
+        else:
+            kind = ""
+            found = (
+                f"the send carries no instance in a SQLAlchemy session ({session_hint}) "
+                f"and Django is not configured"
             )
-            if getattr(error, "may_publish_late", False):
-                return  # settled when that publish ends, else when the claim expires
-            try:
-                outbox.release(engine, message_id, token, failed=True, backoff=0)
-            except Exception:
-                logger.exception("Could not release outbox message %s.", message_id)
-            return
-        outbox.broker_answered(app)
-        try:
-            outbox.mark_published(engine, message_id, token, keep)
-        except Exception:  # published; a relay will publish it again (at least once)
-            logger.exception("Could not mark outbox message %s as published.", message_id)
+        return DeferredConfigurationError(
+            f"{self.identity} writes to the outbox in the sender's {kind}transaction, but {found}."
+        )
+
+    def _publish_outboxed(
+        self, task: Any, envelope: dict[str, JSON], message_id: str, token: str, store: Any
+    ) -> None:
+        publish_outboxed(
+            store,
+            lambda on_late: self._publish(
+                task.app, task, envelope, {"task_id": message_id}, on_late=on_late
+            ),
+            app=task.app,
+            identity=self.identity,
+            signal=cast(str, envelope["signal"]),
+            message_id=message_id,
+            token=token,
+        )
 
     def _transaction(
         self, sender: Any, named: Mapping[str, Any]
@@ -456,10 +458,11 @@ def deferred(
     ``apply_async``.  ``publish_timeout``: how long a send waits for the broker to take
     the message before it raises :class:`DeferredPublishError` (default: the app's
     ``tocsin_publish_timeout`` setting, else 10 s; ``math.inf``: no limit).
-    ``outbox``: with ``on_commit=True`` or ``"sqlalchemy"``, write the message to the
-    ``tocsin_outbox`` table in the sender's transaction and publish it after the
-    commit; what the broker does not take then stays there for the relay
-    (:mod:`tocsin.contrib.celery.outbox`).  Any
+    ``outbox``: with ``on_commit``, write the message to the ``tocsin_outbox`` table
+    in the sender's transaction (SQLAlchemy's or Django's, found as ``on_commit``
+    finds it) and publish it after the commit; what the broker does not take then
+    stays there for the relay (:mod:`tocsin.contrib.celery.outbox`; with Django,
+    :mod:`tocsin.contrib.celery.django_outbox`).  Any
     other keyword raises TypeError; one of RetryPolicy's says to pass it as
     ``retry=RetryPolicy(...)``.
     """

@@ -1,12 +1,13 @@
 """The transactional outbox: a deferred send written to a table in the caller's
 transaction, published after the commit, and relayed later if the broker was not there.
 
-``deferred(on_commit=True, outbox=True)`` INSERTs the encoded message (the envelope the
-task gets, under the ``tocsin_message_id`` it will carry) into ``tocsin_outbox`` on the
-connection of the sender's SQLAlchemy session, so the row commits or rolls back with the
-data.  After the commit it is published at once, within the publish timeout; a row that
-could not be published stays pending, and :func:`relay_once` / :func:`run_relay` (or
-``tocsin relay --database URL``) publish it later, with exponential backoff.
+With SQLAlchemy, ``deferred(on_commit=True, outbox=True)`` INSERTs the encoded message
+(the envelope the task gets, under the ``tocsin_message_id`` it will carry) into
+``tocsin_outbox`` on the connection of the sender's SQLAlchemy session, so the row
+commits or rolls back with the data.  After the commit it is published at once, within
+the publish timeout; a row that could not be published stays pending, and
+:func:`relay_once` / :func:`run_relay` (or ``tocsin relay --database URL``) publish it
+later, with exponential backoff.
 
 Several relays may run at once: each claims a batch of rows before publishing it
 (``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite, whose writers are
@@ -17,34 +18,44 @@ published again, with the same message id (the Celery task id).
 
 The table: :func:`create_outbox_table` creates it (``metadata.create_all``), and the
 Alembic revision shipped in ``tocsin/contrib/celery/migrations`` does the same for a
-project migrated with Alembic (see the docs).
+project migrated with Alembic (see the docs).  In a Django project, the app
+:mod:`tocsin.contrib.celery.django_outbox` makes the same table with a Django migration,
+and a send in a Django transaction writes it there; the pieces both share are in
+``_outbox_common``.
 """
 
 from __future__ import annotations
 
 import datetime
-import functools
-import json
-import logging
 import os
-import random
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 
 from tocsin.contrib.celery._codecs import JSON
-from tocsin.contrib.celery._message import argsrepr
-from tocsin.contrib.celery._publish import broker_of, publish, publish_timeout_of
+from tocsin.contrib.celery._outbox_common import (
+    KEEP_PUBLISHED_SETTING,
+    SENDER_CLAIM_MARGIN,
+    OutboxRow,
+    backoff_seconds,
+    claim_token,
+    claimed_until,
+    dump_compact,
+    keep_published_of,
+    now,
+    relay_loop,
+    relay_pass,
+)
 
 __all__ = [
     "KEEP_PUBLISHED_SETTING",
-    "broker_resting",
+    "SENDER_CLAIM_MARGIN",
+    "SQLAlchemyOutbox",
+    "backoff_seconds",
+    "claim_token",
     "create_outbox_table",
+    "keep_published_of",
     "metadata",
     "outbox_table",
     "relay_once",
@@ -52,18 +63,13 @@ __all__ = [
     "run_relay",
 ]
 
-#: The logger of the whole package, under the name users configure.
-logger = logging.getLogger("tocsin.contrib.celery")
-
-#: The app setting: seconds a published row is kept (0, the default: deleted at once).
-KEEP_PUBLISHED_SETTING = "tocsin_outbox_keep_published"
-#: How long the sender's own claim on a fresh row lasts beyond its publish timeout:
-#: a relay leaves the row alone meanwhile, so that it is not published twice.
-SENDER_CLAIM_MARGIN = 5.0
+#: The naive UTC clock of the outbox (kept under its old name for the tests).
+_now = now
 
 metadata = sa.MetaData()
 
-#: The outbox table; one row per deferred send made with ``outbox=True``.
+#: The outbox table; one row per deferred send made with ``outbox=True``.  The Django
+#: app :mod:`tocsin.contrib.celery.django_outbox` makes the same table.
 outbox_table = sa.Table(
     "tocsin_outbox",
     metadata,
@@ -82,82 +88,9 @@ outbox_table = sa.Table(
 )
 
 
-#: After a failed publish, senders leave their rows to the relay for this long (seconds),
-#: doubled on each further failure up to :data:`MAX_REST`.
-FIRST_REST = 0.5
-MAX_REST = 10.0
-
-
-class _Rests:
-    """Which brokers failed a publish lately, and until when senders leave them alone.
-
-    Why: with the outbox a send that cannot publish loses nothing, so it need not wait
-    the publish timeout; during an outage every send would otherwise pay it, and a burst
-    of requests would queue up behind a dead broker (issue 15).  While a broker rests,
-    an outbox send only writes its row, unclaimed, and the relay publishes it.  When
-    the rest is over the next send tries again; a publish that succeeds, by a sender or
-    a relay, ends the rest at once.
-    """
-
-    __slots__ = ("failures", "lock", "until")
-
-    def __init__(self) -> None:
-        #: Guards the two dicts (senders publish from several threads).
-        self.lock = threading.Lock()
-        #: Failed publishes in a row, per broker URL.
-        self.failures: dict[str, int] = {}
-        #: When the rest ends (``time.monotonic()``), per broker URL.
-        self.until: dict[str, float] = {}
-
-    def resting(self, broker: str) -> bool:
-        until = self.until.get(broker)
-        return until is not None and time.monotonic() < until
-
-    def failed(self, broker: str) -> float:
-        with self.lock:
-            failures = self.failures[broker] = self.failures.get(broker, 0) + 1
-            rest = min(MAX_REST, FIRST_REST * 2.0 ** (failures - 1))
-            self.until[broker] = time.monotonic() + rest
-        return rest
-
-    def answered(self, broker: str) -> None:
-        if broker in self.until:
-            with self.lock:
-                self.failures.pop(broker, None)
-                self.until.pop(broker, None)
-
-
-_rests = _Rests()
-
-
-def broker_resting(app: Any) -> bool:
-    """Whether *app*'s broker failed a publish lately: outbox sends then leave their
-    rows to the relay instead of waiting on it (see :class:`_Rests`)."""
-    return _rests.resting(broker_of(app))
-
-
-def broker_failed(app: Any) -> float:
-    """A publish to *app*'s broker failed: rest it; for how long (seconds)."""
-    return _rests.failed(broker_of(app))
-
-
-def broker_answered(app: Any) -> None:
-    """A publish to *app*'s broker succeeded: senders publish at once again."""
-    _rests.answered(broker_of(app))
-
-
-def _now() -> datetime.datetime:
-    # Naive UTC: the same on every database (SQLite stores no time zone).
-    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-
-
 def create_outbox_table(bind: Any) -> None:
     """Create ``tocsin_outbox`` (if missing) with *bind*, an engine or connection."""
     metadata.create_all(bind, tables=[outbox_table])
-
-
-def claim_token(prefix: str) -> str:
-    return f"{prefix}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 def insert_message(
@@ -170,26 +103,44 @@ def insert_message(
     claim_seconds: float | None,
 ) -> str | None:
     """INSERT one pending message on *connection* (in its transaction), claimed by the
-    sender for *claim_seconds*; returns the claim token.  *claim_seconds* None: not
-    claimed, left to the relay (returns None)."""
-    now = _now()
+    sender for *claim_seconds*; returns the claim token (None: *claim_seconds* was None,
+    and the row is left unclaimed for the relay)."""
+    at = now()
     token = claim_token("sender") if claim_seconds is not None else None
     connection.execute(
         outbox_table.insert().values(
             message_id=message_id,
             task_name=task_name,
-            envelope=json.dumps(envelope, separators=(",", ":")),
-            options=json.dumps(dict(options), separators=(",", ":")),
-            created=now,
+            envelope=dump_compact(envelope),
+            options=dump_compact(options),
+            created=at,
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=at,
             claimed_by=token,
-            claimed_until=(
-                now + datetime.timedelta(seconds=claim_seconds) if claim_seconds else None
-            ),
+            claimed_until=claimed_until(at, claim_seconds),
         )
     )
     return token
+
+
+class SQLAlchemyOutbox:
+    """The outbox table through the SQLAlchemy engine (or connection) *bind*; each
+    method runs in a transaction of its own."""
+
+    def __init__(self, bind: Any) -> None:
+        self.bind = bind
+
+    def claim(self, token: str, batch: int, claim_seconds: float) -> list[OutboxRow]:
+        return _claim(self.bind, token, batch, claim_seconds)
+
+    def mark_published(self, message_id: str, token: str | None, keep_published: float) -> None:
+        mark_published(self.bind, message_id, token, keep_published)
+
+    def release(self, message_id: str, token: str, *, failed: bool, backoff: float) -> None:
+        release(self.bind, message_id, token, failed=failed, backoff=backoff)
+
+    def purge_published(self, keep_published: float) -> int:
+        return purge_published(self.bind, keep_published)
 
 
 def mark_published(bind: Any, message_id: str, token: str | None, keep_published: float) -> None:
@@ -198,12 +149,12 @@ def mark_published(bind: Any, message_id: str, token: str | None, keep_published
     where = table.c.message_id == message_id
     if token is not None:
         where = sa.and_(where, table.c.claimed_by == token)
-    with _begin(bind) as connection:
+    with bind.begin() as connection:
         if keep_published > 0:
             statement: Any = (
                 table.update()
                 .where(where)
-                .values(published_at=_now(), claimed_by=None, claimed_until=None)
+                .values(published_at=now(), claimed_by=None, claimed_until=None)
             )
         else:
             statement = table.delete().where(where)
@@ -216,8 +167,8 @@ def release(bind: Any, message_id: str, token: str, *, failed: bool, backoff: fl
     values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
     if failed:
         values["attempts"] = table.c.attempts + 1
-        values["next_attempt_at"] = _now() + datetime.timedelta(seconds=backoff)
-    with _begin(bind) as connection:
+        values["next_attempt_at"] = now() + datetime.timedelta(seconds=backoff)
+    with bind.begin() as connection:
         connection.execute(
             table.update()
             .where(table.c.message_id == message_id, table.c.claimed_by == token)
@@ -225,35 +176,16 @@ def release(bind: Any, message_id: str, token: str, *, failed: bool, backoff: fl
         )
 
 
-def _begin(bind: Any) -> Any:
-    return bind.begin()
-
-
-def keep_published_of(app: Any, given: float | None = None) -> float:
-    if given is not None:
-        return float(given)
-    value = app.conf.get(KEEP_PUBLISHED_SETTING)
-    return float(value) if value else 0.0
-
-
-def backoff_seconds(attempts: int, base: float, maximum: float, jitter: bool = True) -> float:
-    """Exponential backoff after *attempts* failed publishes (1, 2, ...)."""
-    delay: float = min(maximum, base * (2 ** max(0, attempts - 1)))
-    if jitter:
-        delay = random.uniform(delay / 2, delay)
-    return delay
-
-
 def _claim(engine: Any, token: str, batch: int, claim_seconds: float) -> list[Any]:
     """Claim up to *batch* due rows for *token*; the rows claimed."""
     table = outbox_table
-    now = _now()
+    at = now()
     due = sa.and_(
         table.c.published_at.is_(None),
-        table.c.next_attempt_at <= now,
-        sa.or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+        table.c.next_attempt_at <= at,
+        sa.or_(table.c.claimed_until.is_(None), table.c.claimed_until < at),
     )
-    until = now + datetime.timedelta(seconds=claim_seconds)
+    until = at + datetime.timedelta(seconds=claim_seconds)
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             ids = [
@@ -292,7 +224,7 @@ def _claim(engine: Any, token: str, batch: int, claim_seconds: float) -> list[An
 def purge_published(engine: Any, keep_published: float) -> int:
     """Delete rows published more than *keep_published* seconds ago; how many."""
     table = outbox_table
-    cutoff = _now() - datetime.timedelta(seconds=keep_published)
+    cutoff = now() - datetime.timedelta(seconds=keep_published)
     with engine.begin() as connection:
         result = connection.execute(
             table.delete().where(table.c.published_at.is_not(None), table.c.published_at < cutoff)
@@ -322,76 +254,17 @@ def relay_once(
     down).  Published rows are deleted, or kept *keep_published* seconds (default: the
     app's ``tocsin_outbox_keep_published``, else 0).
     """
-    from tocsin.contrib.celery._worker import install
-
-    task = install(app)
-    timeout = publish_timeout_of(publish_timeout, app)
-    keep = keep_published_of(app, keep_published)
-    if claim_seconds is None:
-        claim_seconds = max(60.0, timeout * 2 + SENDER_CLAIM_MARGIN) if timeout < 1e9 else 3600.0
-    token = claim_token(relay_id)
-    rows = _claim(engine, token, batch, claim_seconds)
-    published = 0
-    broken = False
-    for row in rows:
-        if broken:
-            release(engine, row.message_id, token, failed=False, backoff=0)
-            continue
-        envelope = json.loads(row.envelope)
-        options = json.loads(row.options)
-        settle = functools.partial(
-            _settle, engine, row.message_id, token, keep, row.attempts + 1, backoff, max_backoff
-        )
-        try:
-            publish(
-                task,
-                (envelope,),
-                {"argsrepr": argsrepr(envelope), **options, "task_id": row.message_id},
-                timeout=timeout,
-                identity=cast(str, envelope.get("receiver")),
-                signal=cast(str, envelope.get("signal")),
-                on_late=settle,
-            )
-        except Exception as error:
-            broker_failed(app)
-            delay = backoff_seconds(row.attempts + 1, backoff, max_backoff)
-            logger.warning(
-                "Outbox relay could not publish message %s (attempt %d); next try in "
-                "about %.1f s: %s",
-                row.message_id,
-                row.attempts + 1,
-                delay,
-                error,
-            )
-            if not getattr(error, "may_publish_late", False):
-                release(engine, row.message_id, token, failed=True, backoff=delay)
-            # else: settled when that publish ends (or the claim expires)
-            broken = True
-            continue
-        broker_answered(app)
-        mark_published(engine, row.message_id, token, keep)
-        published += 1
-    if keep > 0:
-        purge_published(engine, keep)
-    return published
-
-
-def _settle(
-    engine: Any,
-    message_id: str,
-    token: str,
-    keep: float,
-    attempts: int,
-    backoff: float,
-    max_backoff: float,
-    error: BaseException | None,
-) -> None:
-    """A publish the relay gave up waiting for has ended after all."""
-    if error is None:
-        mark_published(engine, message_id, token, keep)
-    else:
-        delay = backoff_seconds(attempts, backoff, max_backoff)
-        release(engine, message_id, token, failed=True, backoff=delay)
+    return relay_pass(
+        SQLAlchemyOutbox(engine),
+        app,
+        batch=batch,
+        publish_timeout=publish_timeout,
+        claim_seconds=claim_seconds,
+        backoff=backoff,
+        max_backoff=max_backoff,
+        keep_published=keep_published,
+        relay_id=relay_id,
+    )
 
 
 def run_relay(
@@ -404,15 +277,12 @@ def run_relay(
 ) -> None:
     """Call :func:`relay_once` in a loop until *stop()* is true: at once again while it
     finds full batches, else after *interval* seconds.  Errors are logged, not raised."""
-    batch = int(options.get("batch", 100))
-    while not (stop is not None and stop()):
-        try:
-            published = relay_once(engine, app, **options)
-        except Exception:
-            logger.exception("Outbox relay failed; trying again in %.1f s.", interval)
-            published = 0
-        if published < batch:
-            time.sleep(interval)
+    relay_loop(
+        lambda: relay_once(engine, app, **options),
+        batch=int(options.get("batch", 100)),
+        interval=interval,
+        stop=stop,
+    )
 
 
 def relay_task(
