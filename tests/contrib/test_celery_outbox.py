@@ -440,7 +440,14 @@ def _check_delivered(
     def complete() -> bool:
         return expected <= _deliveries(client, run).keys() and _pending(engine) == 0
 
-    wait_until(complete, 300, f"{len(expected)} deliveries after the {what}", interval=0.5)
+    try:
+        wait_until(complete, 300, f"{len(expected)} deliveries after the {what}", interval=0.5)
+    except AssertionError as error:
+        missing = sorted(expected - _deliveries(client, run).keys())
+        raise AssertionError(
+            f"{error}: {len(missing)} missing (first: {missing[:5]}), outbox rows "
+            f"{rows(engine)[:5]} ({_pending(engine)} pending)"
+        ) from None
     time.sleep(1)  # late duplicates, if any, have arrived
     delivered = _deliveries(client, run)
     assert not set(burst.rolled_back) & delivered.keys()
