@@ -31,7 +31,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -55,6 +55,9 @@ logger = logging.getLogger("tocsin.contrib.celery")
 
 #: The app setting: seconds a published row is kept (0, the default: deleted at once).
 KEEP_PUBLISHED_SETTING = "tocsin_outbox_keep_published"
+#: At most this many message ids in one statement that marks a relay's batch published
+#: (SQLite before 3.32 takes at most 999 parameters per statement).
+MARK_CHUNK = 500
 #: How long the sender's own claim on a fresh row lasts beyond its publish timeout:
 #: a relay leaves the row alone meanwhile, so that it is not published twice.
 SENDER_CLAIM_MARGIN = 5.0
@@ -77,6 +80,15 @@ outbox_table = sa.Table(
     sa.Column("claimed_until", sa.DateTime, nullable=True),
     sa.Column("published_at", sa.DateTime, nullable=True),
     sa.Index("ix_tocsin_outbox_pending", "published_at", "next_attempt_at"),
+)
+
+
+#: The statements of every outboxed send, built once (building one per call costs more
+#: than running it on SQLite).
+_INSERT = outbox_table.insert()
+_DELETE_CLAIMED = outbox_table.delete().where(
+    outbox_table.c.message_id == sa.bindparam("message"),
+    outbox_table.c.claimed_by == sa.bindparam("token"),
 )
 
 
@@ -108,37 +120,59 @@ def insert_message(
     now = _now()
     token = claim_token("sender")
     connection.execute(
-        outbox_table.insert().values(
-            message_id=message_id,
-            task_name=task_name,
-            envelope=json.dumps(envelope, separators=(",", ":")),
-            options=json.dumps(dict(options), separators=(",", ":")),
-            created=now,
-            attempts=0,
-            next_attempt_at=now,
-            claimed_by=token,
-            claimed_until=now + datetime.timedelta(seconds=claim_seconds),
-        )
+        _INSERT,
+        {
+            "message_id": message_id,
+            "task_name": task_name,
+            "envelope": json.dumps(envelope, separators=(",", ":")),
+            "options": json.dumps(dict(options), separators=(",", ":")),
+            "created": now,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "claimed_by": token,
+            "claimed_until": now + datetime.timedelta(seconds=claim_seconds),
+        },
     )
     return token
 
 
 def mark_published(bind: Any, message_id: str, token: str | None, keep_published: float) -> None:
     """The message was taken by the broker: delete its row, or stamp it to be kept."""
+    with _begin(bind) as connection:
+        if token is not None and keep_published <= 0:  # every send: the prebuilt DELETE
+            connection.execute(_DELETE_CLAIMED, {"message": message_id, "token": token})
+        else:
+            where = outbox_table.c.message_id == message_id
+            connection.execute(_published(where, token, keep_published))
+
+
+def mark_all_published(
+    bind: Any, message_ids: Sequence[str], token: str, keep_published: float
+) -> None:
+    """:func:`mark_published` for all of *message_ids* (claimed by *token*), in one
+    transaction and a statement per :data:`MARK_CHUNK` of them."""
+    if not message_ids:
+        return
+    with _begin(bind) as connection:
+        for start in range(0, len(message_ids), MARK_CHUNK):
+            chunk = list(message_ids[start : start + MARK_CHUNK])
+            connection.execute(
+                _published(outbox_table.c.message_id.in_(chunk), token, keep_published)
+            )
+
+
+def _published(where: Any, token: str | None, keep_published: float) -> Any:
+    """The DELETE (or the UPDATE that stamps ``published_at``) of published rows."""
     table = outbox_table
-    where = table.c.message_id == message_id
     if token is not None:
         where = sa.and_(where, table.c.claimed_by == token)
-    with _begin(bind) as connection:
-        if keep_published > 0:
-            statement: Any = (
-                table.update()
-                .where(where)
-                .values(published_at=_now(), claimed_by=None, claimed_until=None)
-            )
-        else:
-            statement = table.delete().where(where)
-        connection.execute(statement)
+    if keep_published > 0:
+        return (
+            table.update()
+            .where(where)
+            .values(published_at=_now(), claimed_by=None, claimed_until=None)
+        )
+    return table.delete().where(where)
 
 
 def release(bind: Any, message_id: str, token: str, *, failed: bool, backoff: float) -> None:
@@ -251,7 +285,8 @@ def relay_once(
     counted and it waits ``backoff * 2**(attempts-1)`` s (at most *max_backoff*, with
     jitter), and the rest of the batch is given back untouched (the broker is likely
     down).  Published rows are deleted, or kept *keep_published* seconds (default: the
-    app's ``tocsin_outbox_keep_published``, else 0).
+    app's ``tocsin_outbox_keep_published``, else 0), all in one transaction at the end
+    of the pass.
     """
     from tocsin.contrib.celery._worker import install
 
@@ -262,7 +297,33 @@ def relay_once(
         claim_seconds = max(60.0, timeout * 2 + SENDER_CLAIM_MARGIN) if timeout < 1e9 else 3600.0
     token = claim_token(relay_id)
     rows = _claim(engine, token, batch, claim_seconds)
-    published = 0
+    # The rows the broker took, deleted (or stamped) together once the batch is done,
+    # in one transaction rather than one per row: they stay claimed by this relay
+    # meanwhile.  A relay that dies before that leaves them to be published again when
+    # its claim expires, as one that died between a publish and its row's DELETE did.
+    done: list[str] = []
+    try:
+        _relay_rows(engine, task, rows, token, done, timeout, keep, backoff, max_backoff)
+    finally:
+        mark_all_published(engine, done, token, keep)
+    if keep > 0:
+        purge_published(engine, keep)
+    return len(done)
+
+
+def _relay_rows(
+    engine: Any,
+    task: Any,
+    rows: list[Any],
+    token: str,
+    done: list[str],
+    timeout: float,
+    keep: float,
+    backoff: float,
+    max_backoff: float,
+) -> None:
+    """Publish the claimed *rows* in order, appending to *done* the message id of each
+    the broker took; at the first failure, give the rest back."""
     broken = False
     for row in rows:
         if broken:
@@ -298,11 +359,7 @@ def relay_once(
             # else: settled when that publish ends (or the claim expires)
             broken = True
             continue
-        mark_published(engine, row.message_id, token, keep)
-        published += 1
-    if keep > 0:
-        purge_published(engine, keep)
-    return published
+        done.append(row.message_id)
 
 
 def _settle(
