@@ -144,9 +144,8 @@ class Parts:
             tocsin_publish_timeout=5.0,
         )
         install(self.down_app, plugins=False)
-        names = {"outbox": "bench.paid.outbox", "commit": "bench.paid.commit"}
-        self.outbox_signal = Signal(name=names["outbox"])
-        self.commit_signal = Signal(name=names["commit"])
+        self.outbox_signal = Signal(name="bench.paid.outbox")
+        self.commit_signal = Signal(name="bench.paid.commit")
         self.down_signal = Signal(name="bench.paid.down")
         connect_deferred(
             self.outbox_signal,
