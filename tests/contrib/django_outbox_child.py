@@ -45,7 +45,11 @@ from django.db import connections, transaction  # noqa: E402
 
 from tocsin import Signal, receiver  # noqa: E402
 from tocsin.contrib.celery import DeferredConfigurationError, deferred, install  # noqa: E402
-from tocsin.contrib.celery.django_outbox import relay_once, relay_task  # noqa: E402
+from tocsin.contrib.celery.django_outbox import (  # noqa: E402
+    relay_once,
+    relay_task,
+    wait_settled,
+)
 
 paid = Signal(name="djangooutbox.paid")
 ping = Signal(name="djangooutbox.ping")
@@ -151,6 +155,7 @@ def send() -> dict[str, Any]:
         assert len(outbox()) == 1
         assert queue() == []  # not before the commit
     assert queue() == [kept.id]
+    assert wait_settled()  # the DELETE runs off the sender's path, in a thread
     assert outbox() == []  # published, then deleted
     out["dropped"] = dropped.id
 
@@ -158,12 +163,14 @@ def send() -> dict[str, Any]:
     with transaction.atomic():
         [(_, pinged)] = ping.send(sender=None, token="x")
     assert queue() == [kept.id, pinged.id]
+    assert wait_settled()
     assert outbox() == []
 
     # Kept when the app says so, stamped as published; a relay leaves it alone.
     app.conf.tocsin_outbox_keep_published = 3600
     with transaction.atomic():
         [(_, stamped)] = paid.send(sender=ContentType, instance=new_instance("kept"))
+    assert wait_settled()
     [row] = outbox()
     assert (row.message_id, row.claimed_by) == (stamped.id, None)
     assert row.published_at is not None

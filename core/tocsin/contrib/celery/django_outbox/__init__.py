@@ -22,7 +22,7 @@ imported from settings-free code.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, cast
 
 from django.db import connections, transaction
@@ -31,15 +31,17 @@ from tocsin._errors import DeferredConfigurationError
 from tocsin.contrib.celery._codecs import JSON
 from tocsin.contrib.celery._outbox_common import (
     OutboxRow,
+    chunked,
     claim_token,
     claimed_until,
     dump_compact,
     now,
     relay_loop,
     relay_pass,
+    wait_settled,
 )
 
-__all__ = ["APP_NAME", "DjangoOutbox", "relay_once", "relay_task", "run_relay"]
+__all__ = ["APP_NAME", "DjangoOutbox", "relay_once", "relay_task", "run_relay", "wait_settled"]
 
 #: The name to put in ``INSTALLED_APPS``.
 APP_NAME = "tocsin.contrib.celery.django_outbox"
@@ -148,14 +150,22 @@ class DjangoOutbox:
                 rows.filter(due, id__in=chosen).update(claimed_by=token, claimed_until=until)
             return cast(list[OutboxRow], list(rows.filter(claimed_by=token).order_by("id")))
 
-    def mark_published(self, message_id: str, token: str | None, keep_published: float) -> None:
-        rows = self._rows().filter(message_id=message_id)
-        if token is not None:
-            rows = rows.filter(claimed_by=token)
-        if keep_published > 0:
-            rows.update(published_at=now(), claimed_by=None, claimed_until=None)
-        else:
-            rows.delete()
+    @property
+    def key(self) -> Hashable:
+        return ("django", self.alias)
+
+    def mark_published(
+        self, message_ids: Sequence[str], token: str | None, keep_published: float
+    ) -> None:
+        with transaction.atomic(using=self.alias):
+            for chunk in chunked(message_ids):
+                rows = self._rows().filter(message_id__in=chunk)
+                if token is not None:
+                    rows = rows.filter(claimed_by=token)
+                if keep_published > 0:
+                    rows.update(published_at=now(), claimed_by=None, claimed_until=None)
+                else:
+                    rows.delete()
 
     def release(self, message_id: str, token: str, *, failed: bool, backoff: float) -> None:
         from django.db.models import F
