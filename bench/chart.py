@@ -336,6 +336,35 @@ def celery_charts(data: dict[str, Any]) -> list[Chart]:
     ]
 
 
+def outbox_charts(data: dict[str, Any]) -> list[Chart]:
+    results = data["results"]
+    commit: list[Group] = [
+        (kind, [(name, entry["best_us"]) for name, entry in found["commit"].items()])
+        for kind, found in results.items()
+    ]
+    drain: list[Group] = [
+        (kind, [(name, entry["best_per_second"]) for name, entry in found["drain"].items()])
+        for kind, found in results.items()
+    ]
+    return [
+        Chart(
+            "outbox-commit.svg",
+            "Celery outbox: commit and enqueue",
+            "Microseconds per unit of work (a new session INSERTs a row, commits, and a "
+            "message is enqueued): through the outbox, on_commit without it, and commit + "
+            f"delay() (lower is better). {_environment(data)}.",
+            bar_chart("Outbox commit + enqueue (µs)", commit, "µs"),
+        ),
+        Chart(
+            "outbox-drain.svg",
+            "Celery outbox: relay drain rate",
+            "Messages per second the relay publishes from pending outbox rows, against "
+            f"delay() of as many messages (higher is better). {_environment(data)}.",
+            bar_chart("Outbox relay drain (per second)", drain, "per second"),
+        ),
+    ]
+
+
 #: results file stem -> the function that charts it, in page order.
 CHARTERS: dict[str, Callable[[dict[str, Any]], list[Chart]]] = {
     "core": core_charts,
@@ -343,6 +372,7 @@ CHARTERS: dict[str, Callable[[dict[str, Any]], list[Chart]]] = {
     "sqlalchemy": sqlalchemy_charts,
     "bridges": bridges_charts,
     "celery": celery_charts,
+    "outbox": outbox_charts,
 }
 
 

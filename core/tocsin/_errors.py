@@ -109,7 +109,10 @@ class MissingInstanceError(DeferredDecodeError, LookupError):
 class DeferredPublishError(DeferredError, TimeoutError):
     """The broker did not take a deferred receiver's message within its publish
     timeout.  Raised by the send (``send_robust()`` returns it as that receiver's
-    response and calls the others)."""
+    response and calls the others).  ``may_publish_late``: the publish was under way
+    when the time ran out, so the broker may still take the message."""
+
+    may_publish_late: bool = False
 
 
 class DeferredConfigurationError(DeferredError, RuntimeError):

@@ -5,6 +5,7 @@ Usage:
     tocsin [--group G] [--import MODULE ...] plugins [--json]
     tocsin [--group G] [--import MODULE ...] signals [--json]
     tocsin [--group G] [--import MODULE ...] doctor  [--json]
+    tocsin relay --database URL --app MODULE:ATTR [--once] [--interval S] [--batch N]
     tocsin --version
 
 ``--group`` inspects another entry-point group than ``tocsin.plugins``; ``--import``
@@ -48,6 +49,11 @@ if there is any.  It loads like ``load(verify=True)``.  The problems, by their
                                (checked for every plugin, without importing plugin code)
     plugin-index               the entry-point index cannot be used (every start scans)
     ========================== ===============================================================
+
+``tocsin relay`` publishes the pending rows of the deferred receivers' outbox
+(``tocsin_outbox``, see :mod:`tocsin.contrib.celery.outbox`) in the database at URL,
+with the Celery app MODULE:ATTR, until interrupted (``--once``: one pass, printing how
+many it published).
 
 Every command reports a configuration error (exit status 1) rather than failing with a
 traceback.  ``--json`` prints plain JSON values: a ``dispatch_uid`` or sender that is
@@ -696,8 +702,12 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
         ("plugins", "list installed plugins and their state; exit 1 if one is broken"),
         ("signals", "list known signals, their arguments and receivers"),
         ("doctor", "check plugins, declarations and receivers; exit 1 if anything is wrong"),
+        ("relay", "publish the deferred receivers' outbox (tocsin_outbox) to the broker"),
     ):
         command = commands.add_parser(name, help=helptext)
+        if name == "relay":
+            _relay_arguments(command)
+            continue
         command.add_argument("--json", action="store_true", help="print JSON")
         if name == "plugins":
             command.add_argument(
@@ -720,6 +730,8 @@ def main(argv: Sequence[str] | None = None, *, manager: PluginManager | None = N
                 "limit (default 10 s), and report hanging, failing and slow ones",
             )
     args = parser.parse_args(argv)
+    if args.command == "relay":
+        return _relay(args)
     if args.command == "plugins" and args.switch is not None:
         return _switch(args, manager)
     if args.imports:
@@ -770,6 +782,56 @@ def _shared_switches(manager: PluginManager) -> dict[str, tuple[bool | None, boo
         row.name: (None if row.shared is None else row.shared.enabled, row.override)
         for row in report.plugins
     }
+
+
+def _relay_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--database", required=True, metavar="URL", help="SQLAlchemy URL")
+    command.add_argument(
+        "--app",
+        required=True,
+        metavar="MODULE:ATTR",
+        help="the Celery app to publish with (the working folder is on the module path)",
+    )
+    command.add_argument("--once", action="store_true", help="one pass, then exit")
+    command.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+    command.add_argument("--batch", type=int, default=100, help="rows claimed at a time")
+    command.add_argument(
+        "--keep-published",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep published rows this long (default: the app's "
+        "tocsin_outbox_keep_published, else delete them)",
+    )
+
+
+def _relay(args: argparse.Namespace) -> int:
+    """``tocsin relay --database URL --app MODULE:ATTR``: drain the outbox, once or
+    until interrupted."""
+    import os
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    from sqlalchemy import create_engine
+
+    from tocsin.contrib.celery._outbox_common import load_app
+    from tocsin.contrib.celery.outbox import relay_once, run_relay
+
+    app = load_app(args.app)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    engine = create_engine(args.database)
+    options = {"batch": args.batch, "keep_published": args.keep_published}
+    try:
+        if args.once:
+            published = relay_once(engine, app, **options)
+            print(f"published {published}")
+        else:
+            run_relay(engine, app, interval=args.interval, **options)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()
+    return 0
 
 
 def _switch(args: argparse.Namespace, manager: PluginManager | None) -> int:

@@ -77,31 +77,30 @@ def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
 
 
 class RedisServer:
-    """``redis-server`` on a free port of 127.0.0.1; no persistence."""
+    """``redis-server`` on a free port of 127.0.0.1; no persistence unless *durable*
+    (then an append-only file, synced on every write: what it took survives a kill)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, durable: bool = False) -> None:
         assert REDIS_SERVER is not None
         self.port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
         self._log = open(directory / "redis.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(directory),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.argv = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if durable else "no",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(directory),
+        ]
+        self.process = self._start()
         import redis
 
         self.client = redis.Redis(port=self.port, socket_timeout=5)
@@ -110,6 +109,21 @@ class RedisServer:
         except BaseException:
             self.stop()
             raise
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill(self) -> None:
+        """SIGKILL the server (it keeps only what a durable one wrote to its file)."""
+        _kill_group(self.process, signal.SIGKILL)
+        self.process.wait(10)
+
+    def restart(self) -> None:
+        """Start it again on the same port, after :meth:`kill`."""
+        self.process = self._start()
+        wait_until(self._pong, 10, "redis-server to answer PING again")
 
     def _pong(self) -> bool:
         if self.process.poll() is not None:

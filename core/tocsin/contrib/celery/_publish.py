@@ -23,6 +23,8 @@ task inline, in the sending thread, as before.
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 import os
 import threading
@@ -35,10 +37,14 @@ from tocsin._errors import DeferredPublishError
 __all__ = [
     "DEFAULT_PUBLISH_TIMEOUT",
     "MAX_PUBLISHERS",
+    "broker_of",
     "check_publish_timeout",
     "publish",
     "publish_timeout_of",
 ]
+
+#: The logger of the whole package, under the name users configure.
+logger = logging.getLogger("tocsin.contrib.celery")
 
 #: How long a send waits for the broker to take one message, unless the receiver
 #: (``deferred(publish_timeout=...)``) or the app (``app.conf.tocsin_publish_timeout``)
@@ -80,8 +86,13 @@ def publish(
     timeout: float,
     identity: str,
     signal: str,
+    on_late: Callable[[BaseException | None], None] | None = None,
 ) -> Any:
-    """``task.apply_async(args, **options)``, waiting at most *timeout* seconds."""
+    """``task.apply_async(args, **options)``, waiting at most *timeout* seconds.
+
+    *on_late*: when the time is up while the publish is under way, it is called (in
+    the publisher thread) with None or the error once that publish ends after all.
+    """
     app = task.app
     if math.isinf(timeout) or app.conf.task_always_eager:
         return task.apply_async(args, **options)
@@ -100,20 +111,28 @@ def publish(
     _publishers.run(job)
     if not job.done.wait(timeout):
         with job.lock:
-            job.abandoned = True
+            finished = job.finished
+            if not finished:
+                job.abandoned = True
+                job.late = on_late
             started = job.started
-        broker = _broker(app)
+    else:
+        finished = True
+    if not finished:
+        broker = broker_of(app)
         late = (
             " It may still be published if the broker answers later."
             if started
             else " It was not published."
         )
-        raise DeferredPublishError(
+        error = DeferredPublishError(
             f"Could not enqueue deferred receiver {identity} for signal {signal!r}: the "
             f"broker {broker} did not take the message within {timeout:g} s.{late} Check "
             f"that the broker is up and answering; the time limit is "
             f"deferred(publish_timeout=...) or app.conf.{APP_SETTING}."
         )
+        error.may_publish_late = started
+        raise error
     if job.error is not None:
         raise job.error
     if parent is not None:
@@ -121,20 +140,36 @@ def publish(
     return job.result
 
 
-def _broker(app: Any) -> str:
+def broker_of(app: Any) -> str:
     """The app's broker URL, without its password."""
     try:
-        from kombu.utils.url import (  # type: ignore[import-untyped, import-not-found, unused-ignore]
-            maybe_sanitize_url,
-        )
-
-        return str(maybe_sanitize_url(app.conf.broker_write_url or app.conf.broker_url))
+        return _sanitized(str(app.conf.broker_write_url or app.conf.broker_url))
     except Exception:  # only naming it: an odd URL must not hide the real error
         return "(its URL cannot be shown)"
 
 
+@functools.lru_cache(maxsize=64)
+def _sanitized(url: str) -> str:
+    # Cached: parsing the URL cost ~50 us, paid on every outbox send (bench_outbox).
+    from kombu.utils.url import (  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        maybe_sanitize_url,
+    )
+
+    return str(maybe_sanitize_url(url))
+
+
 class _Job:
-    __slots__ = ("abandoned", "done", "error", "func", "lock", "result", "started")
+    __slots__ = (
+        "abandoned",
+        "done",
+        "error",
+        "finished",
+        "func",
+        "late",
+        "lock",
+        "result",
+        "started",
+    )
 
     def __init__(self, func: Callable[[], Any]) -> None:
         self.func = func
@@ -144,6 +179,8 @@ class _Job:
         self.abandoned = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.finished = False
+        self.late: Callable[[BaseException | None], None] | None = None
 
 
 class _Publishers:
@@ -188,7 +225,15 @@ class _Publishers:
                 job.error = error
             finally:
                 job.func = _nothing  # drop the message and its arguments
+                with job.lock:
+                    job.finished = True
+                    late, job.late = job.late, None
                 job.done.set()
+            if late is not None:  # the sender gave up waiting; it wants the outcome
+                try:
+                    late(job.error)
+                except Exception:
+                    logger.exception("A late publish's callback failed.")
 
     def forget(self) -> None:
         """After a fork: the child has none of the parent's threads."""

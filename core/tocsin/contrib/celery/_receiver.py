@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import json
 import logging
 import types
 import uuid
@@ -22,6 +23,11 @@ from tocsin.contrib.celery._codec_registry import codecs
 from tocsin.contrib.celery._codecs import JSON, Unencodable, dump_json
 from tocsin.contrib.celery._directory import register_receiver
 from tocsin.contrib.celery._message import MESSAGE_VERSION, RESERVED_ARGUMENTS, argsrepr
+from tocsin.contrib.celery._outbox_common import (
+    broker_resting,
+    publish_outboxed,
+    sender_claim_seconds,
+)
 from tocsin.contrib.celery._publish import check_publish_timeout, publish, publish_timeout_of
 from tocsin.contrib.celery._retry import RetryPolicy
 from tocsin.contrib.celery._transactions import (
@@ -64,6 +70,7 @@ class DeferredReceiver:
         queue: str | None = None,
         options: Mapping[str, Any] | None = None,
         publish_timeout: float | None = None,
+        outbox: bool = False,
     ) -> None:
         _check_deferrable(func)
         self.publish_timeout = check_publish_timeout(publish_timeout, "publish_timeout")
@@ -73,6 +80,13 @@ class DeferredReceiver:
             )
         if session is not None and on_commit not in (True, "sqlalchemy"):
             raise ValueError("session= is only used with on_commit=True or 'sqlalchemy'.")
+        if outbox not in (True, False):
+            raise ValueError(f"outbox must be True or False, not {outbox!r}.")
+        if outbox and not on_commit:
+            raise ValueError(
+                "outbox=True writes the message in the sender's transaction: use it with "
+                "on_commit=True, 'sqlalchemy' or 'django'."
+            )
         functools.update_wrapper(self, func, updated=())
         self.func = func
         self.identity = name if name is not None else f"{func.__module__}:{func.__qualname__}"
@@ -91,6 +105,14 @@ class DeferredReceiver:
                 raise ValueError(f"options may not set {reserved!r}; tocsin sets it.")
         publish.setdefault("shadow", f"{TASK_NAME}:{self.identity}")
         self.options: Mapping[str, Any] = types.MappingProxyType(publish)
+        self.outbox = bool(outbox)
+        if self.outbox:
+            try:
+                json.dumps(publish)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"outbox=True stores the publish options as JSON; these are not: {publish!r}."
+                ) from None
         self._signals: weakref.WeakSet[Signal] = weakref.WeakSet()
         self._marks: list[ReceiverMark] = []
         self._task: tuple[Any, Any] | None = None
@@ -142,6 +164,8 @@ class DeferredReceiver:
             )
         envelope = self.envelope(signal, sender, named)
         app, task = self._resolve_task()
+        if self.outbox:
+            return self._write_outbox(app, task, envelope, sender, named)
         if self.on_commit:
             schedule = self._transaction(sender, named)
             if schedule is not None:
@@ -151,7 +175,12 @@ class DeferredReceiver:
         return self._publish(app, task, envelope, {})
 
     def _publish(
-        self, app: Any, task: Any, envelope: dict[str, JSON], options: Mapping[str, Any]
+        self,
+        app: Any,
+        task: Any,
+        envelope: dict[str, JSON],
+        options: Mapping[str, Any],
+        on_late: Callable[[BaseException | None], None] | None = None,
     ) -> Any:
         """Enqueue *envelope*, within the publish timeout (see ``_publish``)."""
         return publish(
@@ -161,6 +190,7 @@ class DeferredReceiver:
             timeout=publish_timeout_of(self.publish_timeout, app),
             identity=self.identity,
             signal=cast(str, envelope["signal"]),
+            on_late=on_late,
         )
 
     def envelope(self, signal: Signal, sender: Any, named: Mapping[str, Any]) -> dict[str, JSON]:
@@ -230,6 +260,96 @@ class DeferredReceiver:
                 dump_json(envelope),
             )
 
+    def _write_outbox(
+        self,
+        app: Any,
+        task: Any,
+        envelope: dict[str, JSON],
+        sender: Any,
+        named: Mapping[str, Any],
+    ) -> Any:
+        """INSERT the message into the outbox in the sender's transaction (SQLAlchemy's
+        or Django's, found as ``on_commit`` finds it); publish it once that commits (see
+        :mod:`tocsin.contrib.celery.outbox`)."""
+        message_id = str(uuid.uuid4())
+        # A broker that failed a publish lately rests: the row is left to the relay.
+        resting = broker_resting(app)
+        claim = (
+            None if resting else sender_claim_seconds(publish_timeout_of(self.publish_timeout, app))
+        )
+        mode = self.on_commit
+        session = None
+        if mode is True or mode == "sqlalchemy":
+            session = sqlalchemy_session(self.session, sender, named)
+        if session is not None:
+            from tocsin.contrib.celery import outbox
+
+            connection = session.connection()  # begins the session's transaction if need be
+            token = outbox.insert_message(
+                connection,
+                message_id=message_id,
+                task_name=TASK_NAME,
+                envelope=envelope,
+                options=self.options,
+                claim_seconds=claim,
+            )
+            store: Any = outbox.SQLAlchemyOutbox(connection.engine)
+            schedule = functools.partial(after_sqlalchemy_commit, session)
+        else:
+            alias = django_alias(sender, named) if mode != "sqlalchemy" else None
+            if alias is None:
+                raise self._no_outbox_transaction()
+            from tocsin.contrib.celery.django_outbox import DjangoOutbox
+
+            store = DjangoOutbox(alias)
+            token = store.insert_message(
+                message_id=message_id,
+                task_name=TASK_NAME,
+                envelope=envelope,
+                options=self.options,
+                claim_seconds=claim,
+                receiver=self.identity,
+            )
+            schedule = functools.partial(after_django_commit, alias)
+        if token is not None:
+            schedule(
+                functools.partial(self._publish_outboxed, task, envelope, message_id, token, store)
+            )
+        return app.AsyncResult(message_id)
+
+    def _no_outbox_transaction(self) -> DeferredConfigurationError:
+        """The error for an outboxed send that belongs to no transaction tocsin knows."""
+        session_hint = "pass session= to deferred()"
+        if self.on_commit == "sqlalchemy":
+            kind = "SQLAlchemy "
+            found = f"the send carries no instance in a session: {session_hint}"
+        elif self.on_commit == "django":
+            kind, found = "Django ", "Django is not configured"
+        else:
+            kind = ""
+            found = (
+                f"the send carries no instance in a SQLAlchemy session ({session_hint}) "
+                f"and Django is not configured"
+            )
+        return DeferredConfigurationError(
+            f"{self.identity} writes to the outbox in the sender's {kind}transaction, but {found}."
+        )
+
+    def _publish_outboxed(
+        self, task: Any, envelope: dict[str, JSON], message_id: str, token: str, store: Any
+    ) -> None:
+        publish_outboxed(
+            store,
+            lambda on_late: self._publish(
+                task.app, task, envelope, {"task_id": message_id}, on_late=on_late
+            ),
+            app=task.app,
+            identity=self.identity,
+            signal=cast(str, envelope["signal"]),
+            message_id=message_id,
+            token=token,
+        )
+
     def _transaction(
         self, sender: Any, named: Mapping[str, Any]
     ) -> Callable[[Callable[[], None]], None] | None:
@@ -289,6 +409,7 @@ def deferred(
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
     publish_timeout: float | None = None,
+    outbox: bool = False,
 ) -> DeferredReceiver: ...
 
 
@@ -304,6 +425,7 @@ def deferred(
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
     publish_timeout: float | None = None,
+    outbox: bool = False,
 ) -> Callable[[Callable[..., Any]], DeferredReceiver]: ...
 
 
@@ -318,6 +440,7 @@ def deferred(
     queue: str | None = None,
     options: Mapping[str, Any] | None = None,
     publish_timeout: float | None = None,
+    outbox: bool = False,
     **unexpected: Any,
 ) -> DeferredReceiver | Callable[[Callable[..., Any]], DeferredReceiver]:
     """Make *func* a receiver that runs in a Celery worker; use as ``@deferred(...)``.
@@ -334,7 +457,12 @@ def deferred(
     with exponential backoff and jitter).  ``queue`` and ``options`` go to
     ``apply_async``.  ``publish_timeout``: how long a send waits for the broker to take
     the message before it raises :class:`DeferredPublishError` (default: the app's
-    ``tocsin_publish_timeout`` setting, else 10 s; ``math.inf``: no limit).  Any
+    ``tocsin_publish_timeout`` setting, else 10 s; ``math.inf``: no limit).
+    ``outbox``: with ``on_commit``, write the message to the ``tocsin_outbox`` table
+    in the sender's transaction (SQLAlchemy's or Django's, found as ``on_commit``
+    finds it) and publish it after the commit; what the broker does not take then
+    stays there for the relay (:mod:`tocsin.contrib.celery.outbox`; with Django,
+    :mod:`tocsin.contrib.celery.django_outbox`).  Any
     other keyword raises TypeError; one of RetryPolicy's says to pass it as
     ``retry=RetryPolicy(...)``.
     """
@@ -354,6 +482,7 @@ def deferred(
             queue=queue,
             options=options,
             publish_timeout=publish_timeout,
+            outbox=outbox,
         )
 
     return wrap if func is None else wrap(func)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import time
 from typing import Any
@@ -128,3 +129,14 @@ def unconnected(**kwargs: Any) -> None:
 # Not deferred at all, and not connected: a message naming it must be rejected.
 def not_deferred(**kwargs: Any) -> None:
     record("SHOULD-NOT-RUN", receiver="not_deferred")
+
+
+# The outbox: the test sets the session a send belongs to (the worker never needs it).
+outbox_session: contextvars.ContextVar[Any] = contextvars.ContextVar("outbox_session")
+
+
+@receiver(signals.outboxed)
+@deferred(on_commit=True, outbox=True, session=lambda: outbox_session.get())
+def outboxed(token: str, tocsin_message_id: str, tocsin_attempt: int, **kwargs: Any) -> None:
+    deliveries = int(client().incr(f"tocsin-test:deliveries:{tocsin_message_id}"))
+    record("outboxed", token=token, message_id=tocsin_message_id, deliveries=deliveries)
