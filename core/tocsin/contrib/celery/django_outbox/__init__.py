@@ -157,6 +157,9 @@ class DjangoOutbox:
     def mark_published(
         self, message_ids: Sequence[str], token: str | None, keep_published: float
     ) -> None:
+        # The settler thread holds its own connection for the process's life: one that
+        # broke (a database restart) is replaced rather than failing every batch.
+        self.tidy()
         with transaction.atomic(using=self.alias):
             for chunk in chunked(message_ids):
                 rows = self._rows().filter(message_id__in=chunk)
