@@ -813,13 +813,18 @@ def _relay(args: argparse.Namespace) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     from sqlalchemy import create_engine
+    from sqlalchemy.exc import SQLAlchemyError
 
     from tocsin.contrib.celery._outbox_common import load_app
     from tocsin.contrib.celery.outbox import relay_once, run_relay
 
-    app = load_app(args.app)
+    try:
+        app = load_app(args.app)
+        engine = create_engine(args.database)
+    except (ValueError, SQLAlchemyError) as error:
+        print(f"tocsin relay: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    engine = create_engine(args.database)
     options = {"batch": args.batch, "keep_published": args.keep_published}
     try:
         if args.once:
@@ -829,6 +834,14 @@ def _relay(args: argparse.Namespace) -> int:
             run_relay(engine, app, interval=args.interval, **options)
     except KeyboardInterrupt:
         pass
+    except SQLAlchemyError as error:  # (run_relay logs and goes on; one pass reports)
+        print(
+            f"tocsin relay: cannot read the outbox in {engine.url!r}: "
+            f"{getattr(error, 'orig', None) or error}\nCreate the "
+            f"table with create_outbox_table() or the Alembic revision (see the docs).",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         engine.dispose()
     return 0

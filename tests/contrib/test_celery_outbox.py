@@ -303,6 +303,35 @@ def test_alembic_revision_creates_the_table(tmp_path: Path) -> None:
         engine.dispose()
 
 
+def test_cli_relay_says_what_is_wrong(tmp_path: Path) -> None:
+    (tmp_path / "shop_app.py").write_text(
+        'from celery import Celery\napp = Celery("shop", broker="memory://")\n'
+    )
+    database = f"sqlite:///{tmp_path / 'empty.db'}"
+
+    def relay(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tocsin", "relay", "--once", *arguments],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    cases = [
+        (("--database", database, "--app", "no_such_module:app"), 2, "No module named"),
+        (("--database", database, "--app", "tocsin:plugins"), 2, "not a Celery app"),
+        (("--database", "nosuchdb://x", "--app", "shop_app"), 2, "nosuchdb"),
+        (("--database", database, "--app", "shop_app"), 1, "Create the table"),
+    ]
+    for arguments, status, says in cases:
+        result = relay(*arguments)
+        assert result.returncode == status, (arguments, result.stderr)
+        assert says in result.stderr, (arguments, result.stderr)
+        assert "Traceback" not in result.stderr, (arguments, result.stderr)
+
+
 # -- real parts: redis-server, the prefork worker, SQLite and PostgreSQL ------------------
 
 

@@ -76,11 +76,22 @@ def chunked(message_ids: Sequence[str]) -> Iterator[list[str]]:
 
 
 def load_app(spec: str) -> Any:
-    """The Celery app that *spec*, ``MODULE:ATTR`` (ATTR: ``app`` if left out), names."""
+    """The Celery app that *spec*, ``MODULE:ATTR`` (ATTR: ``app`` if left out), names.
+    Raises ValueError, saying what is wrong with *spec*, when it names none."""
     module_name, _, attribute = spec.partition(":")
-    app: Any = importlib.import_module(module_name)
-    for part in (attribute or "app").split("."):
-        app = getattr(app, part)
+    try:
+        app: Any = importlib.import_module(module_name)
+        for part in (attribute or "app").split("."):
+            app = getattr(app, part)
+    except Exception as error:
+        raise ValueError(
+            f"cannot load the Celery app {spec!r} (MODULE:ATTR, run from the folder "
+            f"that holds MODULE): {type(error).__name__}: {error}"
+        ) from error
+    from celery import Celery  # type: ignore[import-untyped, import-not-found, unused-ignore]
+
+    if not isinstance(app, Celery):
+        raise ValueError(f"{spec!r} names {type(app).__name__} {app!r}, not a Celery app.")
     return app
 
 

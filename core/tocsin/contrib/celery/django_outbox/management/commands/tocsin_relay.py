@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
 from tocsin.contrib.celery._outbox_common import load_app
@@ -42,7 +42,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["app"]:
-            app = load_app(options["app"])
+            try:
+                app = load_app(options["app"])
+            except ValueError as error:
+                raise CommandError(str(error)) from None
         else:
             from celery import current_app  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
