@@ -681,8 +681,9 @@ def test_a_send_from_inside_a_task_keeps_its_parent() -> None:
 
     sig = Signal(name="eager.parent")
 
+    # A queue of its own: the memory transport's queues are shared by the whole process.
     @receiver(sig)
-    @deferred(app=app)
+    @deferred(app=app, queue="tocsin-test-parent")
     def child(**named: Any) -> None:
         pass
 
@@ -695,7 +696,7 @@ def test_a_send_from_inside_a_task_keeps_its_parent() -> None:
         _task_stack.pop()
         parent.pop_request()
     with app.connection() as connection:
-        queue = connection.SimpleQueue("celery")
+        queue = connection.SimpleQueue("tocsin-test-parent")
         message = queue.get(timeout=5)
         message.ack()
         queue.close()
