@@ -23,11 +23,6 @@ from tocsin.contrib.celery._codec_registry import codecs
 from tocsin.contrib.celery._codecs import JSON, Unencodable, dump_json
 from tocsin.contrib.celery._directory import register_receiver
 from tocsin.contrib.celery._message import MESSAGE_VERSION, RESERVED_ARGUMENTS, argsrepr
-from tocsin.contrib.celery._outbox_common import (
-    broker_resting,
-    publish_outboxed,
-    sender_claim_seconds,
-)
 from tocsin.contrib.celery._publish import check_publish_timeout, publish, publish_timeout_of
 from tocsin.contrib.celery._retry import RetryPolicy
 from tocsin.contrib.celery._transactions import (
@@ -271,6 +266,10 @@ class DeferredReceiver:
         """INSERT the message into the outbox in the sender's transaction (SQLAlchemy's
         or Django's, found as ``on_commit`` finds it); publish it once that commits (see
         :mod:`tocsin.contrib.celery.outbox`)."""
+        # Imported here: deferred receivers without the outbox need none of it (its
+        # settler thread, atexit and fork hooks, socket/random/uuid at import time).
+        from tocsin.contrib.celery._outbox_common import broker_resting, sender_claim_seconds
+
         message_id = str(uuid.uuid4())
         # A broker that failed a publish lately rests: the row is left to the relay.
         resting = broker_resting(app)
@@ -338,6 +337,8 @@ class DeferredReceiver:
     def _publish_outboxed(
         self, task: Any, envelope: dict[str, JSON], message_id: str, token: str, store: Any
     ) -> None:
+        from tocsin.contrib.celery._outbox_common import publish_outboxed
+
         publish_outboxed(
             store,
             lambda on_late: self._publish(
